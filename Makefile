@@ -1,0 +1,33 @@
+# heterocd-gold: the two commands of the README, and the pieces they are made of.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export GOLD_PROGRESS ?= 0
+
+.PHONY: demo test install check-sync nbtest pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its dev extras
+
+demo: $(STAMP)  ## the main job, end to end, on the embedded synthetic scene
+	$(BIN)/gold demo --out reports/demo
+
+test: $(STAMP) check-sync nbtest pytest  ## every check CI runs
+
+check-sync: $(STAMP)  ## fail when nbdev_export or nbdev_clean would change the tree
+	PATH=$(CURDIR)/$(BIN):$$PATH bash .ci/check_sync
+
+nbtest: $(STAMP)  ## the tests inside the notebooks
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: $(STAMP)  ## integration tests across process boundaries
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) _proc _docs .pytest_cache
