@@ -345,16 +345,20 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def build_model(variant: str = "full",  # "full" or "lightweight"
+def build_model(variant: str = "full",  # "full" or "lightweight", or a baseline of gold.baselines
                 opt_bands: int = 3,  # optical bands (A and C)
                 sar_bands: int = 1,  # SAR bands (B)
                 teacher: bool = True,  # build the teacher (False for inference and student-only training)
                 pretrained: bool | str | os.PathLike | None = None,  # ImageNet weights: True (cache) or a path
                 **kw,  # overrides of GoldNet's settings (widths, neck_width, deep_stem, dropout, ...)
                 ) -> GoldNet:
-    "Build the GOLD network; random He-normal init unless ImageNet weights are asked for."
+    "Build the GOLD network (or a baseline, by name); random He-normal init unless ImageNet weights are asked for."
     if variant not in VARIANTS:
-        raise GoldError(f"unknown model variant {variant!r}; choose one of {', '.join(VARIANTS)}", path="variant")
+        from gold.baselines import BASELINES, build_baseline  # lazy: gold.baselines imports this module
+        if variant in BASELINES:
+            return build_baseline(variant, opt_bands, sar_bands, teacher=teacher, pretrained=pretrained, **kw)
+        raise GoldError(f"unknown model variant {variant!r}; choose one of {', '.join([*VARIANTS, *BASELINES])}",
+                        path="variant")
     if opt_bands < 1 or sar_bands < 1:
         raise GoldError(f"band counts must be positive (optical {opt_bands}, SAR {sar_bands})", path="bands")
     model = GoldNet(opt_bands, sar_bands, teacher=teacher, variant=variant, **{**VARIANTS[variant], **kw})
