@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export GOLD_PROGRESS ?= 0
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test install check-sync nbtest pytest clean
 
