@@ -66,6 +66,8 @@ def test_smoke_run_then_report(run_gold, tmp_path):
     assert json.loads((run / "params.json").read_text())["params"] == {"SMOKE": True}
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert 0 <= metrics["student_f1"] <= 1 and "teacher_f1" in metrics and metrics["epochs"] == 1
+    assert metrics["train_samples_per_s"] > 0 and metrics["mpixel_per_s"] > 0     # cost and speed are recorded
+    assert abs(metrics["student_gflops"] - 28.03) < 0.1 and abs(metrics["student_params_m"] - 6.06) < 0.01
     executed = nbformat.read(run / "train_eval.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     for f in ("curves.png", "tiles.jpg", "train/student.pt", "train/metrics.csv"):
@@ -83,6 +85,7 @@ def test_smoke_run_then_report(run_gold, tmp_path):
     assert (reports / "train_eval.md").read_text().count("| SMOKE=True |") == 1
     assert (reports / "figures" / "train_eval_scores.png").is_file()
     assert (reports / "figures" / "train_eval_curves.png").is_file()
+    assert (reports / "figures" / "train_eval_tradeoff.png").is_file()          # accuracy against speed
     assert "train_eval" in (reports / "README.md").read_text()
     assert "f1_mean" in rep.stdout
 
@@ -107,7 +110,7 @@ def test_smoke_run_then_report(run_gold, tmp_path):
     assert last.startswith("gold run: error:") and "1 of 1 run(s) failed: smoke-true-variant-huge-" in last
     (failed,) = [p for p in (runs / "train_eval").iterdir() if p.name.startswith("smoke-true-variant-huge")]
     status = json.loads((failed / "status.json").read_text())
-    assert status["status"] == "failed" and "VARIANT must be 'full' or 'lightweight'" in status["error"]
+    assert status["status"] == "failed" and "VARIANT must be one of full, lightweight, fc_ef" in status["error"]
 
 
 def test_failed_run_does_not_stop_the_grid(run_gold, tmp_path):
@@ -139,3 +142,18 @@ def test_failed_run_does_not_stop_the_grid(run_gold, tmp_path):
     assert table["configuration"].tolist() == ["fine"] and table.loc[0, "runs"] == 2
     assert abs(table.loc[0, "f1_mean"] - 30.0) < 1e-9
     assert "this run was asked to fail" in (tmp_path / "reports" / "tinygrid.md").read_text()
+
+
+@pytest.mark.parametrize("grid", sorted(TEMPLATES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_committed_grids_expand_to_valid_runs(run_gold, grid):
+    """Every committed grid lists its runs (configurations x seeds) and names only models the kit builds."""
+    import yaml
+    from gold.baselines import BASELINES
+    from gold.models import VARIANTS
+    spec = yaml.safe_load(grid.read_text())
+    proc = run_gold("run", grid.stem, "--list", "--templates", TEMPLATES)
+    listed = [l for l in proc.stdout.splitlines() if l.strip()]
+    assert len(listed) == len(spec["runs"]) * len(spec.get("seeds") or [0]), listed
+    for run in spec["runs"]:
+        variant = {**(spec.get("params") or {}), **run}.get("VARIANT", "lightweight")
+        assert variant in (*VARIANTS, *BASELINES), (grid.name, variant)
