@@ -28,8 +28,8 @@ log = get_logger(__name__)
 __all__ = ['log', 'SAR_UNITS', 'SAR_UNIT_ALIASES', 'SAR_EPS', 'IGNORE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'STATS_FILE',
            'PIXEL_GRID', 'sar_units_of', 'sar_space', 'sar_to_space', 'NormStats', 'imagenet_optical',
            'compute_norm_stats', 'load_or_compute_stats', 'AugmentConfig', 'draw_geometry', 'apply_geometry',
-           'draw_jitter', 'apply_jitter', 'RawTile', 'TileDataset', 'PublishedDataset', 'collate', 'seed_worker',
-           'GoldLoader', 'make_loader', 'plot']
+           'draw_jitter', 'apply_jitter', 'RawTile', 'tile_ownership', 'TileDataset', 'PublishedDataset', 'collate',
+           'seed_worker', 'GoldLoader', 'make_loader', 'plot']
 
 # %% ../nbs/04_data.ipynb #f6235957
 SAR_UNITS = ("linear", "db", "amplitude_dn")
@@ -551,6 +551,32 @@ def _dtype_bounds(dtype: str) -> tuple[float, float] | None:
     return None
 
 # %% ../nbs/04_data.ipynb #b3b00b7b
+def tile_ownership(manifest: str | os.PathLike,  # a preprocessed folder's manifest.csv
+                   names: Sequence[str],  # the split's tiles
+                   ) -> dict[str, np.ndarray]:
+    "Per tile whose pixels other tiles of `names` also cover: the [H, W] mask of the pixels it owns."
+    manifest = Path(manifest)
+    cols = {"tile", "scene", "row_off", "col_off", "height", "width"}
+    if not manifest.is_file():
+        return {}
+    import pandas as pd
+    df = pd.read_csv(manifest, dtype={"tile": str, "scene": str}, keep_default_na=False)
+    if not cols <= set(df.columns):
+        return {}
+    df = df[df["tile"].isin(set(names))].drop_duplicates("tile").sort_values("tile")
+    owned = {}
+    for _, rows in df.groupby("scene"):
+        h = int((rows.row_off + rows.height).max()); w = int((rows.col_off + rows.width).max())
+        claimed = np.zeros((h, w), bool)
+        for r in rows.itertuples():
+            win = (slice(int(r.row_off), int(r.row_off + r.height)), slice(int(r.col_off), int(r.col_off + r.width)))
+            own = ~claimed[win]
+            if not own.all():
+                owned[r.tile] = own.copy()
+            claimed[win] = True
+    return owned
+
+
 class TileDataset(_PairDataset):
     """Samples from one split of a preprocessed tile folder."""
     kind = "tiles"
@@ -565,12 +591,15 @@ class TileDataset(_PairDataset):
                  optical: str = "data",  # optical statistics from "data" or "imagenet" (only when stats=None)
                  pad: bool = False,  # pad tiles smaller than the crop with ignore instead of raising
                  sar_units: str | None = None,  # override the B tiles' units tag
+                 score_once: bool | None = None,  # ignore pixels that another tile of the split owns; None: when not augmenting
                  ):
         root = Path(root)
         self.root, self.split = root, split
         if not root.is_dir():
             raise GoldError("preprocessed folder not found", path=root)
         self.names = self._list_tiles(root, split)
+        once = not augment if score_once is None else score_once
+        self.owned = tile_ownership(root / "manifest.csv", self.names) if once else {}
         folder = root / split
         self.with_c = {p.stem for p in (folder / "C").glob("*.tif")}
         with open_raster(self._path(self.names[0], "A")) as ds:
@@ -644,6 +673,9 @@ class TileDataset(_PairDataset):
         if m.dtype != np.uint8 or ((m > 1) & (m != IGNORE)).any():
             bad = sorted(set(np.unique(m).tolist()) - {0, 1, IGNORE})[:5]
             raise GoldError(f"label tile holds values {bad or m.dtype.name} outside 0/1/255", path=paths["label"])
+        own = self.owned.get(name)
+        if own is not None:
+            m = np.where(own, m, np.uint8(IGNORE))
         return RawTile(a, b, c, m, name, crs, transform, units, a.dtype.name, opt_nodata, sar_nodata, paths)
 
 # %% ../nbs/04_data.ipynb #538175bc

@@ -18,9 +18,10 @@ from .core import Config, GoldError, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'GROUPS', 'ABLATIONS', 'weighted_ce', 'dice_loss', 'cd_loss', 'change_mask', 'feature_distillation',
-           'output_distillation', 'difference_map', 'spatial_attention', 'channel_attention', 'attention_transfer',
-           'region_masks', 'region_loss', 'warmup_alpha', 'clip_task_weights', 'DynamicWeights', 'LossConfig',
+__all__ = ['log', 'REFERENCE_CLASS_WEIGHTS', 'GROUPS', 'ABLATIONS', 'weighted_ce', 'dice_loss', 'resolve_class_weights',
+           'cd_loss', 'change_mask', 'feature_distillation', 'output_distillation', 'difference_map',
+           'spatial_attention', 'channel_attention', 'attention_transfer', 'region_masks', 'region_loss',
+           'warmup_alpha', 'clip_task_weights', 'initial_log_variance', 'DynamicWeights', 'LossConfig',
            'ablation_config', 'GoldLoss']
 
 # %% ../nbs/06_losses.ipynb #a10f0af8
@@ -55,6 +56,30 @@ def dice_loss(logits: torch.Tensor,  # [B, 2, H, W]
     p = logits.float().softmax(1)[:, 1] * valid
     t = (target == 1).float() * valid
     return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
+
+
+REFERENCE_CLASS_WEIGHTS = (0.1, 0.9)  # the reference's CE weights, set for a few percent of change
+
+
+def resolve_class_weights(setting: Sequence[float] | str,  # [background, change], "auto" or "reference"
+                          change_fraction: float | None = None,  # changed share of the train split's labelled pixels
+                          ) -> tuple[float, float]:
+    "CE class weights: `auto` weights each class by the other's share (f, 1 - f), clipped to [0.02, 0.98]."
+    if isinstance(setting, str):
+        if setting == "reference":
+            return REFERENCE_CLASS_WEIGHTS
+        if setting != "auto":
+            raise GoldError(f"class_weights must be two numbers, 'auto' or 'reference', got {setting!r}",
+                            path="loss.class_weights")
+        if change_fraction is None:
+            log.info("class_weights auto without a change fraction: the reference's %s", REFERENCE_CLASS_WEIGHTS)
+            return REFERENCE_CLASS_WEIGHTS
+        f = min(max(float(change_fraction), 0.02), 0.98)
+        return (f, 1 - f)
+    if len(setting) != 2 or min(setting) < 0 or sum(setting) <= 0:
+        raise GoldError(f"class_weights must be two non-negative numbers, got {list(setting)}",
+                        path="loss.class_weights")
+    return tuple(float(v) for v in setting)
 
 
 def cd_loss(logits: torch.Tensor,  # [B, 2, H, W]
@@ -207,6 +232,14 @@ def clip_task_weights(w: torch.Tensor,  # task weights [cd, distill, att]
     return torch.stack([1 - f_d - f_a, f_d, f_a]) * total
 
 
+def initial_log_variance(init: Sequence[float],  # initial weights of one group
+                         floor: float = 1e-3,  # smallest precision (a zero weight starts here)
+                         ) -> torch.Tensor:
+    "Log-variances s whose precisions softplus(-s) equal the initial weights: s = -log(exp(w) - 1)."
+    w = torch.tensor([max(float(v), floor) for v in init], dtype=torch.float32)
+    return -torch.log(torch.expm1(w))
+
+
 class DynamicWeights(nn.Module):
     "Hierarchical uncertainty weights: learnable log-variances per group, warm-up mix, task clip."
 
@@ -225,8 +258,8 @@ class DynamicWeights(nn.Module):
                                 f"({', '.join(names)}) with a positive sum, got {list(init[g])}", path="loss config")
         self.init = {g: tuple(float(v) for v in init[g]) for g in GROUPS}
         self.warmup, self.clip, self.learn = warmup, tuple(clip), learn
-        self.s = nn.ParameterDict({g: nn.Parameter(torch.zeros(len(n)), requires_grad=learn)
-                                   for g, n in GROUPS.items()})
+        self.s = nn.ParameterDict({g: nn.Parameter(initial_log_variance(self.init[g]), requires_grad=learn)
+                                   for g in GROUPS})
 
     def group_weights(self,
                       group: str,  # one of GROUPS
@@ -277,7 +310,7 @@ def _list(*values):
 @dataclasses.dataclass
 class LossConfig(Config):
     """Weights and switches of the GOLD loss (defaults: full GOLD)."""
-    class_weights: list = _list(0.1, 0.9)  # CE weights: background, change
+    class_weights: list | str = "auto"  # CE weights [background, change], "auto" (from the train split) or "reference"
     dice_weight: float = 1.5  # weight of the soft Dice term in the CD loss
     ignore_index: int = 255  # label value excluded from the CD losses
     teacher_cd: bool = True  # train the teacher with the CD loss
@@ -297,9 +330,9 @@ class LossConfig(Config):
     distill_weights: list = _list(0.7, 0.3)  # initial distill weights: feat, out
     att_weights: list = _list(0.5, 0.3, 0.2)  # initial att weights: map, channel, spatial
     warmup: float = 20  # epochs of the cosine warm-up
-    ramp: bool = True  # multiply the teacher CD and distillation terms by the warm-up factor
+    ramp: bool = True  # multiply the teacher CD, distillation and attention terms by the warm-up factor
     clip: list = _list(0.6, 0.3, 0.2)  # task bounds: cd min, distill max, att max (fractions of the sum)
-    s_lr_scale: float = 0.1  # learning rate of s relative to the model's
+    student_cd: bool = True  # train the student with the CD loss (False: the teacher-alone diagnostic)
 
     @property
     def uses_teacher(self) -> bool:
@@ -313,11 +346,13 @@ ABLATIONS: dict[str, dict] = {
     "attention": dict(dynamic=False),
     "dynamic": {},
     "gold": {},
+    "beside": dict(distill=False, attention=False, dynamic=False),
+    "teacher_alone": dict(student_cd=False, distill=False, attention=False, dynamic=False, ramp=False),
     "lightweight": {},
 }
 
 
-def ablation_config(name: str,  # baseline, distill, attention, dynamic (= gold), lightweight
+def ablation_config(name: str,  # baseline, distill, attention, dynamic (= gold), lightweight, beside, teacher_alone
                     **overrides,  # any LossConfig field
                     ) -> LossConfig:
     "The loss configuration of one ablation row."
@@ -331,23 +366,26 @@ class GoldLoss(nn.Module):
 
     def __init__(self,
                  config: LossConfig | None = None,  # weights and switches; default full GOLD
+                 change_fraction: float | None = None,  # changed share of the train split, for class_weights auto
                  ):
         super().__init__()
         self.config = cfg = config or LossConfig()
+        self.class_weights = resolve_class_weights(cfg.class_weights, change_fraction)
         self.weights = DynamicWeights({"task": cfg.task_weights, "cd": cfg.cd_weights,
                                        "distill": cfg.distill_weights, "att": cfg.att_weights},
                                       warmup=cfg.warmup, clip=cfg.clip, learn=cfg.dynamic)
 
     def param_groups(self,
                      lr: float,  # the model's learning rate
+                     scale: float = 10.0,  # learning rate of s relative to `lr` (`OptimConfig.dynamic_lr_scale`)
                      ) -> list[dict]:
         "Optimizer parameter groups for s (scaled learning rate, no weight decay); empty when fixed."
         params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": params, "lr": lr * self.config.s_lr_scale, "weight_decay": 0.0}] if params else []
+        return [{"params": params, "lr": lr * scale, "weight_decay": 0.0}] if params else []
 
     def _cd(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
-        return (weighted_ce(logits, target, cfg.class_weights, cfg.ignore_index),
+        return (weighted_ce(logits, target, self.class_weights, cfg.ignore_index),
                 dice_loss(logits, target, cfg.ignore_index))
 
     def terms(self,
@@ -394,16 +432,15 @@ class GoldLoss(nn.Module):
         a = warmup_alpha(epoch, cfg.warmup) if cfg.ramp else 1.0
         zero = out.logits.new_zeros((), dtype=torch.float32)
         cd, dist, att = terms["cd"], terms["distill"], terms["att"]
-        l_cd = w["cd"][0] * cd["student"] + a * w["cd"][1] * cd.get("teacher", zero)
-        l_distill = a * (w["distill"][0] * dist.get("feat", zero) + w["distill"][1] * dist.get("out", zero))
-        l_att = sum((w["att"][i] * att[n] for i, n in enumerate(GROUPS["att"]) if n in att), zero)
-        loss = w["task"][0] * l_cd + w["task"][1] * l_distill + w["task"][2] * l_att
-        task = {"cd": l_cd}
-        if dist:
-            task["distill"] = w["distill"][0] * dist.get("feat", zero) + w["distill"][1] * dist.get("out", zero)
-        if att:
-            task["att"] = l_att
-        reg = self.weights.regulariser({"task": task, "cd": cd, "distill": dist, "att": att})
+        student = cd["student"] if cfg.student_cd else zero
+        cd_raw = w["cd"][0] * student + w["cd"][1] * cd.get("teacher", zero)
+        distill_raw = w["distill"][0] * dist.get("feat", zero) + w["distill"][1] * dist.get("out", zero)
+        att_raw = sum((w["att"][i] * att[n] for i, n in enumerate(GROUPS["att"]) if n in att), zero)
+        l_cd = w["cd"][0] * student + a * w["cd"][1] * cd.get("teacher", zero)
+        loss = w["task"][0] * l_cd + a * (w["task"][1] * distill_raw + w["task"][2] * att_raw)
+        task = {"cd": cd_raw, **({"distill": distill_raw} if dist else {}), **({"att": att_raw} if att else {})}
+        reg = self.weights.regulariser({"task": task, "cd": cd if cfg.student_cd else {"teacher": cd["teacher"]},
+                                        "distill": dist, "att": att})
         total = loss + reg
         named = {"total": total, "loss": loss, "reg": reg, **terms["parts"],
                  **{f"cd_{k}": v for k, v in cd.items()}, **{f"distill_{k}": v for k, v in dist.items()},

@@ -233,6 +233,16 @@ class GoldNet(nn.Module):
     def _upsample(self, logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
+    def optical_pair(self,
+                     opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
+                     opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        "f_a and f_c from one pass of the shared optical encoder and neck over A and C stacked."
+        if opt_t2.shape != opt_t1.shape:
+            raise GoldError(f"opt_t2 is {tuple(opt_t2.shape)} but opt_t1 is {tuple(opt_t1.shape)}", path="opt_t2")
+        f = self.neck_opt(self.encoder_opt(torch.cat([opt_t1, opt_t2])))
+        return f[: len(opt_t1)], f[len(opt_t1):]
+
     def forward(self,
                 opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
                 sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
@@ -243,17 +253,21 @@ class GoldNet(nn.Module):
         if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
             raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
                             path="sar_t2")
-        f_a = self.neck_opt(self.encoder_opt(opt_t1))
+        run_teacher = self.training and self.teacher_head is not None and opt_t2 is not None
+        if run_teacher:
+            _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
+            f_a, f_c = self.optical_pair(opt_t1, opt_t2)
+        else:
+            f_a, f_c = self.neck_opt(self.encoder_opt(opt_t1)), None
         f_b = self.neck_sar(self.encoder_sar(sar_t2))
         logits, enhanced, d_s = self.student_head(*self.bca(f_a, f_b))
         logits = self._upsample(logits, opt_t1)
         if not self.training:
             return GoldOutput(logits)
         out = GoldOutput(logits, student_enhanced=enhanced, f_a=f_a, f_b=f_b, d_s=d_s)
-        if self.teacher_head is not None and opt_t2 is not None:
-            _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-            out.f_c = self.neck_opt(self.encoder_opt(opt_t2))
-            t_logits, out.teacher_enhanced, out.d_t = self.teacher_head(*self.bca(f_a.detach(), out.f_c))
+        if run_teacher:
+            out.f_c = f_c
+            t_logits, out.teacher_enhanced, out.d_t = self.teacher_head(*self.bca(f_a.detach(), f_c))
             out.teacher_logits = self._upsample(t_logits, opt_t1)
         return out
 
@@ -266,7 +280,7 @@ class GoldNet(nn.Module):
             raise GoldError("this model has no teacher (built with teacher=False)", path="model")
         _check_bands(opt_t1, self.config["opt_bands"], "opt_t1")
         _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-        f_a, f_c = self.neck_opt(self.encoder_opt(opt_t1)), self.neck_opt(self.encoder_opt(opt_t2))
+        f_a, f_c = self.optical_pair(opt_t1, opt_t2)
         return self._upsample(self.teacher_head(*self.bca(f_a, f_c))[0], opt_t1)
 
 # %% ../nbs/05_models.ipynb #e34047d5

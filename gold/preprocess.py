@@ -1047,9 +1047,15 @@ def import_real_scenes(real_dir: str | os.PathLike,  # the folder of real scenes
 def add_import_args(parser: argparse.ArgumentParser,  # the `gold import` parser
                     ) -> None:
     "Arguments of `gold import`."
-    parser.add_argument("--real", required=True, type=Path,
-                        help="folder of the real pixel-grid scenes (e.g. ../shared/data/real)")
-    parser.add_argument("--out", required=True, type=Path, help="raw scene folder to write")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--real", type=Path, help="folder of the real pixel-grid scenes (e.g. ../shared/data/real)")
+    src.add_argument("--ombria", type=Path, help="an OMBRIA-layout folder (e.g. ../shared/data/real/ombria): "
+                     "written as a preprocessed tile folder, published train/test kept")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="raw scene folder to write (--real) or preprocessed tile folder (--ombria)")
+    parser.add_argument("--val", type=float, default=0.1, help="--ombria: share of train tiles held out for validation")
+    parser.add_argument("--seed", type=int, default=0, help="--ombria: seed of the validation draw")
+    parser.add_argument("--limit", type=int, default=None, help="--ombria: first N tiles of each split only")
     parser.add_argument("--scenes", nargs="+", default=None, choices=list(REAL_SCENES),
                         help="scenes to import (default: all present)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing raw files")
@@ -1058,4 +1064,7 @@ def add_import_args(parser: argparse.ArgumentParser,  # the `gold import` parser
 def run_import(args: argparse.Namespace,  # parsed `gold import` arguments
                ) -> list[str]:
     "Run `gold import`."
+    if args.ombria is not None:
+        from gold.ombria import import_ombria
+        return import_ombria(args.ombria, args.out, args.val, args.seed, args.limit, args.overwrite).tile.tolist()
     return import_real_scenes(args.real, args.out, args.scenes, args.overwrite)

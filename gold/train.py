@@ -30,10 +30,10 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'DataConfig',
            'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
-           'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'build_run_model', 'build_optimizer',
-           'Precision', 'evaluate', 'student_checkpoint', 'load_student', 'weights_checksum', 'rank_checksums',
-           'train_one_epoch', 'write_history', 'Trainer', 'train', 'evaluate_run', 'add_train_args', 'run_train',
-           'add_evaluate_args', 'run_evaluate']
+           'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'change_fraction', 'build_run_model',
+           'build_optimizer', 'cpu_has_bf16', 'Precision', 'evaluate', 'student_checkpoint', 'load_student',
+           'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer', 'train', 'evaluate_run',
+           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate']
 
 # %% ../nbs/08_train.ipynb #1bb4b6f5
 def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
@@ -112,7 +112,7 @@ class OptimConfig(Config):
     warmup_epochs: int = 1  # linear warm-up epochs
     min_lr_ratio: float = 0.01  # final learning rate as a fraction of lr
     clip_norm: float = 0.5  # gradient clipping max norm (0 = off)
-    dynamic_lr_scale: float = 0.1  # learning rate of the dynamic-weight log-variances, relative to lr
+    dynamic_lr_scale: float = 10.0  # learning rate of the dynamic-weight log-variances, relative to lr (method page: 0.1)
 
 
 @dataclasses.dataclass
@@ -129,8 +129,9 @@ class TrainConfig(Config):
     select_metric: str = "iou"  # validation score that selects best.pt (student, change class)
     threshold: float = 0.5  # decision threshold on p(change)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on a GPU that supports it (fp16 + GradScaler otherwise); off on CPU
-    channels_last: bool = True  # channels_last memory format on GPU
+    amp: bool = True  # False: float32 everywhere, whatever `precision` says
+    precision: str = "auto"  # auto (bf16 on a GPU or a CPU with bf16 matrix units, else fp32) | fp32 | bf16
+    channels_last: bool = True  # channels_last memory format whenever autocasting to bf16/fp16
     max_batches: int | None = None  # cap on training batches per epoch (quick runs)
 
 # %% ../nbs/08_train.ipynb #9bc62a07
@@ -230,10 +231,31 @@ def build_datasets(cfg: TrainConfig,  # the run's config
     return sets
 
 # %% ../nbs/08_train.ipynb #9f956add
+def change_fraction(dataset,  # the train split (a TileDataset, or any dataset of samples)
+                    ) -> float:
+    "Changed share of the labelled pixels, from the manifest's counts when present, else from the labels."
+    names = set(getattr(dataset, "names", []))
+    manifest = Path(getattr(dataset, "root", "")) / "manifest.csv"
+    if names and manifest.is_file():
+        import pandas as pd
+        df = pd.read_csv(manifest, dtype={"tile": str}, keep_default_na=False)
+        if {"changed_pixels", "labelled_pixels"} <= set(df.columns):
+            rows = df[df["tile"].isin(names)]
+            if len(rows) == len(names) and rows["labelled_pixels"].sum() > 0:
+                return float(rows["changed_pixels"].sum() / rows["labelled_pixels"].sum())
+    changed = labelled = 0
+    for i in range(len(dataset)):
+        m = dataset.read_raw(i, need_opt_t2=False).mask if hasattr(dataset, "read_raw") else dataset[i]["mask"]
+        m = np.asarray(m)
+        changed, labelled = changed + int((m == 1).sum()), labelled + int((m != 255).sum())
+    return changed / max(labelled, 1)
+
+
 def build_run_model(cfg: TrainConfig,  # the run's config
                     opt_bands: int,  # optical bands of the data
                     sar_bands: int,  # SAR bands of the data
                     has_opt_t2: bool,  # whether the training tiles have optical t2
+                    change_frac: float | None = None,  # changed share of the train split (class_weights auto)
                     ) -> tuple[nn.Module, nn.Module]:
     "The network and the loss module of a run."
     from gold.losses import GoldLoss, LossConfig, ablation_config
@@ -246,7 +268,14 @@ def build_run_model(cfg: TrainConfig,  # the run's config
     pretrained = {"torchvision": True, None: False}.get(cfg.model.pretrained, cfg.model.pretrained)
     model = build_model(cfg.model.variant, opt_bands=opt_bands, sar_bands=sar_bands, teacher=teacher,
                         deep_stem=cfg.model.deep_stem, pretrained=pretrained)
-    return model, GoldLoss(loss_cfg)
+    loss_fn = GoldLoss(loss_cfg, change_frac)
+    if rank() == 0:
+        log.info("CE class weights %s (%s%s)", [round(w, 4) for w in loss_fn.class_weights], loss_cfg.class_weights,
+                 f", train change fraction {change_frac:.3f}" if change_frac is not None else "")
+    if not loss_cfg.student_cd and not teacher:
+        raise GoldError("student_cd=False trains the teacher alone, which needs optical t2 in the train tiles",
+                        path=cfg.data.root)
+    return model, loss_fn
 
 
 def build_optimizer(model: nn.Module,  # the network
@@ -256,13 +285,22 @@ def build_optimizer(model: nn.Module,  # the network
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     "AdamW over the network and the dynamic weights, with the per-epoch warm-up + cosine schedule."
     groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    groups += loss_fn.param_groups(cfg.lr) if hasattr(loss_fn, "param_groups") else []
+    groups += loss_fn.param_groups(cfg.lr, cfg.dynamic_lr_scale) if hasattr(loss_fn, "param_groups") else []
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda e: lr_factor(e, epochs, cfg.warmup_epochs, cfg.min_lr_ratio))
     return opt, sched
 
 # %% ../nbs/08_train.ipynb #a9b63577
+def cpu_has_bf16() -> bool:
+    "Whether this CPU has bf16 matrix instructions (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 @dataclasses.dataclass
 class Precision:
     """How a run computes: device, autocast dtype, loss scaler and memory format."""
@@ -272,13 +310,31 @@ class Precision:
     channels_last: bool  # NHWC memory format for images
 
     @classmethod
-    def for_run(cls, device: torch.device, amp: bool = True, channels_last: bool = True) -> "Precision":
-        "The precision settings for a device."
+    def for_run(cls,
+                device: torch.device,  # where the run computes
+                amp: bool = True,  # False: float32 whatever `precision` says
+                channels_last: bool = True,  # NHWC images and weights whenever autocasting
+                precision: str = "auto",  # auto | fp32 | bf16
+                ) -> "Precision":
+        "The precision settings for a device, logged in one line."
+        if precision not in ("auto", "fp32", "bf16"):
+            raise GoldError(f"precision must be auto, fp32 or bf16, got {precision!r}", path="precision")
         dtype = None
-        if amp and device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if amp and precision != "fp32":
+            if device.type == "cuda":
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            elif precision == "bf16" or cpu_has_bf16():
+                dtype = torch.bfloat16
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        return cls(device, dtype, scaler, channels_last and device.type == "cuda")
+        p = cls(device, dtype, scaler, channels_last and dtype is not None)
+        log.info("precision: %s on %s%s", str(dtype).replace("torch.", "") if dtype else "float32", device.type,
+                 " with channels_last" if p.channels_last else "")
+        return p
+
+    @property
+    def name(self) -> str:
+        "fp32, bf16 or fp16."
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
     def autocast(self):
         "Context manager for forward passes."
@@ -433,13 +489,15 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
     t0 = time.perf_counter()
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     sums: dict[str, float] = {}
-    done = skipped = samples = 0
+    done = skipped = samples = no_teacher = 0
     bar = progress(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
     for i, batch in enumerate(loader):
         if i >= n_batches:
             break
         batch = precision.move(batch)
         opt_t2 = batch.get("opt_t2") if use_teacher and "has_opt_t2" not in batch else None
+        if use_teacher and opt_t2 is None:
+            no_teacher += 1                          # a tile of the batch lacks optical t2: student terms only
         with precision.autocast():
             out = model(batch["opt_t1"], batch["sar_t2"], opt_t2)
         total, logs = loss_fn(_float_output(out), batch["mask"], epoch + i / n_batches)
@@ -463,8 +521,12 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
         bar.set_postfix(loss=f"{logs.get('loss', logs['total']):.4f}")
         bar.update()
     bar.close()
+    if no_teacher:
+        log.warning("epoch %d: %d of %d batches had a tile without optical t2 and trained the student alone",
+                    epoch + 1, no_teacher, n_batches)
     means = reduce_mean({k: v / max(done, 1) for k, v in sums.items()})
     return {**means, "batches": done, "skipped": skipped, "samples": samples,  # this rank's batches and samples
+            "no_teacher_batches": no_teacher,
             "seconds": round(time.perf_counter() - t0, 3)}  # loading + forward + backward + step, no validation
 
 # %% ../nbs/08_train.ipynb #dd7df138
@@ -507,11 +569,14 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out)
         self.device = init_distributed(cfg.device)
         seed_everything(cfg.seed + rank())
-        self.precision = Precision.for_run(self.device, cfg.amp, cfg.channels_last)
+        self.precision = Precision.for_run(self.device, cfg.amp, cfg.channels_last, cfg.precision)
         self.sets = build_datasets(cfg)
         train = self.sets["train"]
         self.has_opt_t2 = bool(getattr(train, "with_c", None))
-        model, self.loss_fn = build_run_model(cfg, train.opt_bands, train.sar_bands, self.has_opt_t2)
+        self.change_fraction = change_fraction(train)
+        model, self.loss_fn = build_run_model(cfg, train.opt_bands, train.sar_bands, self.has_opt_t2,
+                                              self.change_fraction)
+        self.select_who = "student" if self.loss_fn.config.student_cd else "teacher"
         self.use_teacher = getattr(model, "teacher_head", None) is not None
         model = model.to(self.device)
         if self.precision.channels_last:
@@ -580,7 +645,7 @@ class Trainer:
             if self.val_loader is not None:
                 scores = evaluate(self.model, self.val_loader, self.precision, cfg.threshold)
                 row.update(_flatten_scores(scores, "val"))
-                score = scores["student"][cfg.select_metric]
+                score = scores[self.select_who][cfg.select_metric]
             else:
                 score = float(self.epoch)
             self.epoch += 1

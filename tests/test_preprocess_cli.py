@@ -116,3 +116,24 @@ def test_real_scenes_import_and_tile(run_gold, tmp_path, real_data):
         for role in ("A", "B", "label"):
             img = np.asarray(Image.open(out / "png" / row["split"] / role / f"{row['tile']}.png"))
             assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+
+
+def test_ombria_import_keeps_the_published_split(run_gold, tmp_path, real_data):
+    out = tmp_path / "ombria"
+    src = real_data / "ombria"
+    proc = run_gold("import", "--ombria", src, "--out", out, "--limit", 20, "--val", 0.2)
+    rows = read_manifest(out)
+    by_split = {s: {r["number"] for r in rows if r["split"] == s} for s in SPLITS}
+    assert {s: len(v) for s, v in by_split.items()} == {"train": 16, "val": 4, "test": 20}
+    published_test = sorted(p.stem.split("_")[-1] for p in (src / "OmbriaS2" / "test" / "BEFORE").glob("*.png"))
+    assert sorted(by_split["test"]) == published_test[:20]                  # the published test tiles, kept
+    assert not (by_split["val"] | by_split["train"]) & set(published_test)  # validation only from train
+    for r in rows:
+        with rasterio.open(out / r["split"] / "B" / f"{r['tile']}.tif") as b, \
+                rasterio.open(out / r["split"] / "label" / f"{r['tile']}.tif") as e:
+            assert b.tags()["units"] == "amplitude_dn" and b.dtypes[0] == "uint8" and b.crs is None
+            assert set(np.unique(e.read(1))) <= {0, 1}
+            assert int(r["changed_pixels"]) == int(e.read(1).sum())
+    assert "pixel grids" in proc.stderr
+    again = run_gold("import", "--ombria", src, "--out", out, check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr.strip().splitlines()[-1]
