@@ -385,10 +385,10 @@ def run_experiment(experiment: str,  # name, template `.ipynb` or grid `.yaml`
 
 # %% ../nbs/12_experiments.ipynb #8dfe06f4
 SCORES = SCORE_COLUMNS  # change-class scores of the tables, in order (those of the demo's table)
-EXTRA_COLUMNS = ("student_params_m", "student_gflops", "train_samples_per_s", "mpixel_per_s", "train_seconds",
-                 "seconds")  # other recorded metrics a report averages over seeds, when the runs have them
+EXTRA_COLUMNS = ("student_params_m", "student_gflops", "train_samples_per_s", "mpixel_per_s", "epoch_seconds",
+                 "train_seconds", "seconds")  # other recorded metrics a report averages over seeds, when the runs have them
 HEADERS = {"student_params_m": "params (M)", "student_gflops": "GFLOPs @512", "train_samples_per_s": "train samples/s",
-           "mpixel_per_s": "infer Mpixel/s", "train_seconds": "train s", "seconds": "s"}  # table headers of those
+           "mpixel_per_s": "infer Mpixel/s", "epoch_seconds": "s/epoch", "train_seconds": "train s", "seconds": "s"}  # table headers of those
 STUDENT_INPUT, TEACHER_INPUT = "optical t1 + SAR t2", "optical t1 + optical t2"
 
 
@@ -444,7 +444,7 @@ def _varying_params(runs: pd.DataFrame) -> list[str]:
 def summarise_runs(runs: pd.DataFrame,  # from `collect_runs`
                    scores: Sequence[str] = SCORES,  # score names (recorded as <prefix><name>, teacher_<name>)
                    extra: Sequence[str] = ("train_seconds",),  # other metrics to average when present
-                   teacher_of: str | None = None,  # label of the configuration whose teacher row to add
+                   teacher_of: str | Sequence[str] | None = None,  # label(s) of the configurations whose teacher row to add
                    prefix: str = "student_",  # prefix of the scores of each configuration's row
                    ) -> pd.DataFrame:
     "Per configuration: varying parameters, runs, and mean/std of every score (percent) and extra metric."
@@ -452,19 +452,24 @@ def summarise_runs(runs: pd.DataFrame,  # from `collect_runs`
     if done.empty:
         raise GoldError("no completed runs to summarise", path=runs["folder"].iloc[0] if len(runs) else None)
     varying = _varying_params(done)
+    teachers = [teacher_of] if isinstance(teacher_of, str) else list(teacher_of or [])
     rows = []
     for key, g in done.groupby("config", sort=False):
-        row = {"configuration": g["label"].iloc[0], "input": STUDENT_INPUT}
-        row.update({c.removeprefix("param_"): g[c].iloc[0] for c in varying})
-        row.update(_stats(g, prefix, scores, extra, runs=len(g), seeds=sorted(g["seed"].tolist())))
-        rows.append(row)
-        if teacher_of is not None and g["label"].iloc[0] == teacher_of:
+        label = g["label"].iloc[0]
+        no_student = bool(scores) and (f"{prefix}f1" not in g or g[f"{prefix}f1"].isna().all())
+        if not (no_student and label in teachers):        # a teacher-only configuration has no student row
+            row = {"configuration": label, "input": STUDENT_INPUT}
+            row.update({c.removeprefix("param_"): g[c].iloc[0] for c in varying})
+            row.update(_stats(g, prefix, scores, extra, runs=len(g), seeds=sorted(g["seed"].tolist())))
+            rows.append(row)
+        if label in teachers:
             if "teacher_f1" not in g or g["teacher_f1"].isna().all():
-                log.warning("configuration %r recorded no teacher scores: no teacher row", teacher_of)
+                log.warning("configuration %r recorded no teacher scores: no teacher row", label)
                 continue
-            t = {"configuration": f"teacher of {teacher_of}", "input": TEACHER_INPUT}
+            t = {"configuration": label if no_student else f"teacher of {label}", "input": TEACHER_INPUT}
             t.update({c.removeprefix("param_"): g[c].iloc[0] for c in varying})
-            t.update(_stats(g, "teacher_", scores, (), runs=len(g), seeds=sorted(g["seed"].tolist())))
+            t.update(_stats(g, "teacher_", scores, extra if no_student else (), runs=len(g),
+                            seeds=sorted(g["seed"].tolist())))
             rows.append(t)
     return pd.DataFrame(rows)
 

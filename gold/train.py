@@ -625,7 +625,8 @@ class Trainer:
         if rank() == 0 and self.epoch == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.yaml")
-            atomic_write_text(self.out / "environment.json", json.dumps(environment_info(), indent=2) + "\n")
+            env = {**environment_info(), "precision": self.precision.name}
+            atomic_write_text(self.out / "environment.json", json.dumps(env, indent=2) + "\n")
         if self.val_loader is None and self.epoch == 0:
             log.warning("no validation data: the last epoch will be selected")
         while self.epoch < cfg.epochs:
