@@ -12,7 +12,7 @@ IGNORE = 255
 
 # %% auto #0
 __all__ = ['IGNORE', 'TN', 'TP', 'FP', 'FN', 'ERROR_LEGEND', 'change_probability', 'predict', 'ConfusionMatrix',
-           'scores_from_confusion', 'error_map', 'colorize_errors', 'legend_handles']
+           'scores_from_confusion', 'ThresholdSweep', 'error_map', 'colorize_errors', 'legend_handles']
 
 # %% ../nbs/07_metrics.ipynb #b8b433ae
 def change_probability(logits: torch.Tensor,  # [B, 2, H, W] logits (no change, change)
@@ -85,6 +85,51 @@ def scores_from_confusion(cm: np.ndarray,  # [[tn, fp], [fn, tp]]: rows truth, c
     return {"precision": precision, "recall": recall, "f1": f1, "iou": iou, "oa": oa, "kappa": kappa,
             "miou": (iou + iou_bg) / 2, "mf1": (f1 + f1_bg) / 2,
             "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn)}
+
+# %% ../nbs/07_metrics.ipynb #6b036aa6
+class ThresholdSweep:
+    """Histograms of p(change) over a split's labelled pixels, to score every threshold at once."""
+
+    def __init__(self,
+                 bins: int = 200,  # thresholds tried: k / bins for k = 1 .. bins - 1
+                 device: str | torch.device = "cpu",  # where to accumulate
+                 ):
+        self.bins = bins
+        self.hist = torch.zeros(2, bins, dtype=torch.int64, device=device)  # [unchanged, changed] x bin
+
+    def update_logits(self, logits: torch.Tensor,  # [B, 2, H, W] logits
+                      target: torch.Tensor,  # [B, H, W] truth in {0, 1, 255}
+                      ) -> "ThresholdSweep":
+        "Add a batch."
+        p = change_probability(logits.float())
+        valid = target != IGNORE
+        idx = (p[valid] * self.bins).long().clamp_(0, self.bins - 1)
+        t = target[valid].long().to(idx.device)
+        self.hist += torch.bincount(t * self.bins + idx, minlength=2 * self.bins).reshape(2, self.bins)
+        return self
+
+    def all_reduce(self) -> "ThresholdSweep":
+        "Sum the histograms over the ranks of an initialised process group."
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.hist)
+        return self
+
+    def confusions(self) -> tuple[np.ndarray, np.ndarray]:
+        "Thresholds k / bins and their confusion matrices [[tn, fp], [fn, tp]] (p > threshold is change)."
+        h = self.hist.cpu().numpy().astype(np.int64)
+        above = h[:, ::-1].cumsum(1)[:, ::-1]                  # pixels in bin k or higher
+        k = np.arange(1, self.bins)
+        fp, tp = above[0, k], above[1, k]
+        tn, fn = h[0].sum() - fp, h[1].sum() - tp
+        return k / self.bins, np.stack([np.stack([tn, fp], -1), np.stack([fn, tp], -1)], 1)
+
+    def best(self) -> tuple[float, dict[str, float]]:
+        "The F1-maximising threshold (ties: nearest 0.5) and its scores."
+        thresholds, cms = self.confusions()
+        f1 = np.array([scores_from_confusion(cm)["f1"] for cm in cms])
+        top = np.flatnonzero(f1 >= f1.max() - 1e-12)
+        i = top[np.argmin(np.abs(thresholds[top] - 0.5))]
+        return float(thresholds[i]), scores_from_confusion(cms[i])
 
 # %% ../nbs/07_metrics.ipynb #b98af21e
 TN, TP, FP, FN = 0, 1, 2, 3

@@ -31,9 +31,10 @@ log = get_logger(__name__)
 __all__ = ['log', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'DataConfig',
            'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
            'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'change_fraction', 'build_run_model',
-           'build_optimizer', 'cpu_has_bf16', 'Precision', 'evaluate', 'student_checkpoint', 'load_student',
-           'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer', 'train', 'evaluate_run',
-           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate']
+           'build_optimizer', 'cpu_has_bf16', 'Precision', 'fixed_threshold', 'evaluate', 'choose_thresholds',
+           'student_checkpoint', 'load_student', 'weights_checksum', 'rank_checksums', 'train_one_epoch',
+           'write_history', 'Trainer', 'train', 'evaluate_run', 'add_train_args', 'run_train', 'add_evaluate_args',
+           'run_evaluate']
 
 # %% ../nbs/08_train.ipynb #1bb4b6f5
 def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
@@ -127,7 +128,7 @@ class TrainConfig(Config):
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     select_metric: str = "iou"  # validation score that selects best.pt (student, change class)
-    threshold: float = 0.5  # decision threshold on p(change)
+    threshold: float | str = "auto"  # decision threshold on p(change); "auto": the F1-best on validation, kept in student.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # False: float32 everywhere, whatever `precision` says
     precision: str = "auto"  # auto (bf16 on a GPU or a CPU with bf16 matrix units, else fp32) | fp32 | bf16
@@ -354,31 +355,62 @@ class Precision:
 
 # %% ../nbs/08_train.ipynb #9ba55cdd
 @torch.no_grad()
+def _split_logits(model: nn.Module, loader, precision: Precision, teacher: bool = True):
+    "Yield (who, logits, mask) over a split in eval mode: the student, and the teacher where it can run."
+    net = getattr(model, "module", model)
+    was_training = net.training
+    net.eval()
+    run_teacher = teacher and getattr(net, "teacher_head", None) is not None
+    try:
+        for batch in loader:
+            batch = precision.move(batch)
+            with precision.autocast():
+                yield "student", net(batch["opt_t1"], batch["sar_t2"]).logits.float(), batch["mask"]
+            if run_teacher and "opt_t2" in batch and "has_opt_t2" not in batch:
+                with precision.autocast():
+                    yield "teacher", net.forward_teacher(batch["opt_t1"], batch["opt_t2"]).float(), batch["mask"]
+    finally:
+        net.train(was_training)
+
+
+def fixed_threshold(threshold: float | str,  # a run's `threshold` setting
+                    ) -> float:
+    "The threshold used before one is chosen: the number itself, or 0.5 for `auto`."
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise GoldError(f"threshold must be a number in (0, 1) or 'auto', got {threshold!r}", path="threshold")
+        return 0.5
+    return float(threshold)
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module,  # a GOLD network (DDP-wrapped or not)
              loader,  # batches of a split
              precision: Precision,  # device and autocast
-             threshold: float = 0.5,  # decision threshold on p(change)
+             threshold: float | dict = 0.5,  # decision threshold on p(change), or one per model {"student": ...}
              teacher: bool = True,  # also score the teacher where possible
              ) -> dict[str, dict[str, float]]:
     "Scores of the student (and teacher) on a split."
     from gold.metrics import ConfusionMatrix
-    net = getattr(model, "module", model)
-    was_training = net.training
-    net.eval()
-    cms = {"student": ConfusionMatrix(precision.device)}
-    run_teacher = teacher and getattr(net, "teacher_head", None) is not None
-    for batch in loader:
-        batch = precision.move(batch)
-        with precision.autocast():
-            logits = net(batch["opt_t1"], batch["sar_t2"]).logits
-        cms["student"].update_logits(logits.float(), batch["mask"], threshold)
-        if run_teacher and "opt_t2" in batch and "has_opt_t2" not in batch:
-            with precision.autocast():
-                t_logits = net.forward_teacher(batch["opt_t1"], batch["opt_t2"])
-            cms.setdefault("teacher", ConfusionMatrix(precision.device)).update_logits(
-                t_logits.float(), batch["mask"], threshold)
-    net.train(was_training)
+    cms = {}
+    for who, logits, mask in _split_logits(model, loader, precision, teacher):
+        t = threshold.get(who, 0.5) if isinstance(threshold, dict) else threshold
+        cms.setdefault(who, ConfusionMatrix(precision.device)).update_logits(logits, mask, t)
     return {who: cm.all_reduce().scores() for who, cm in cms.items()}
+
+
+@torch.no_grad()
+def choose_thresholds(model: nn.Module,  # a GOLD network (DDP-wrapped or not)
+                      loader,  # batches of the validation split
+                      precision: Precision,  # device and autocast
+                      teacher: bool = True,  # also choose the teacher's
+                      ) -> dict[str, tuple[float, dict]]:
+    "Per model (student, teacher): the F1-best threshold on a split and the scores there."
+    from gold.metrics import ThresholdSweep
+    sweeps = {}
+    for who, logits, mask in _split_logits(model, loader, precision, teacher):
+        sweeps.setdefault(who, ThresholdSweep(device=precision.device)).update_logits(logits, mask)
+    return {who: s.all_reduce().best() for who, s in sweeps.items()}
 
 # %% ../nbs/08_train.ipynb #0b521d20
 STUDENT_FORMAT = "gold-student/1"
@@ -644,7 +676,7 @@ class Trainer:
             self.scheduler.step()
             row = {"epoch": self.epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in logs.items()}}
             if self.val_loader is not None:
-                scores = evaluate(self.model, self.val_loader, self.precision, cfg.threshold)
+                scores = evaluate(self.model, self.val_loader, self.precision, fixed_threshold(cfg.threshold))
                 row.update(_flatten_scores(scores, "val"))
                 score = scores[self.select_who][cfg.select_metric]
             else:
@@ -674,24 +706,49 @@ class Trainer:
             torch.distributed.barrier()
         best = load_checkpoint(self.out / "best.pt", self.device)
         self.net.load_state_dict(best["model"])
+        thresholds = self.thresholds()
         extra = {"epoch": best["epoch"], "val_score": best["score"], "select_metric": cfg.select_metric,
-                 "threshold": cfg.threshold, "run": cfg.name}
+                 "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
+        if "teacher" in thresholds:
+            extra["teacher_threshold"] = thresholds["teacher"]
         if rank() == 0:
             save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
         summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": best["score"],
-                   "epochs": cfg.epochs}
+                   "epochs": cfg.epochs, "thresholds": thresholds}
         if dist_ready():
             summary["rank_checksums"] = rank_checksums(self.net)
         test = _eval_loader(self.sets["test"], cfg.data.eval_batch_size)
         if test is not None:
-            scores = evaluate(self.model, test, self.precision, cfg.threshold)
+            scores = evaluate(self.model, test, self.precision, thresholds)
             summary["test"] = scores
             if rank() == 0:
                 atomic_write_text(self.out / "test_metrics.json", json.dumps(
-                    {"selected_epoch": best["epoch"], "split": "test", **scores}, indent=2) + "\n")
+                    {"selected_epoch": best["epoch"], "split": "test", "thresholds": thresholds, **scores},
+                    indent=2) + "\n")
         else:
             log.warning("no test split: test_metrics.json not written")
         return summary
+
+
+def _thresholds(self) -> dict[str, float]:
+    "Decision thresholds of the selected model: the run's number, or (`auto`) the F1-best on validation."
+    cfg = self.cfg
+    fixed = fixed_threshold(cfg.threshold)
+    if cfg.threshold != "auto":
+        return {"student": fixed, "teacher": fixed}
+    if self.val_loader is None:
+        log.warning("threshold auto without validation data: using 0.5")
+        return {"student": 0.5, "teacher": 0.5}
+    chosen = choose_thresholds(self.model, self.val_loader, self.precision)
+    at_half = evaluate(self.model, self.val_loader, self.precision, 0.5)
+    if rank() == 0:
+        for who, (t, s) in chosen.items():
+            log.info("%s threshold chosen on validation: %.3f (val F1 %.4f; %.4f at 0.5)", who, t, s["f1"],
+                     at_half[who]["f1"])
+    return {who: t for who, (t, _) in chosen.items()}
+
+
+Trainer.thresholds = _thresholds
 
 
 def train(cfg: TrainConfig,  # the run's config
