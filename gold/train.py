@@ -122,7 +122,7 @@ class TrainConfig(Config):
     name: str = "gold"  # run name
     seed: int = 0  # the run's seed
     epochs: int = 10  # training epochs
-    ablation: str = "gold"  # loss preset: baseline | distill | attention | gold
+    ablation: str = "gold"  # loss preset: baseline | distill | attention | gold | beside | teacher_alone
     loss: dict = dataclasses.field(default_factory=dict)  # overrides of the preset's LossConfig fields
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
