@@ -636,11 +636,18 @@ def _report_markdown(experiment: str, meta: dict, table: pd.DataFrame, summary: 
     lines = [f"# {experiment}", ""]
     if grid.get("description"):
         lines += [" ".join(str(grid["description"]).split()), ""]
+    published = (grid.get("report") or {}).get("published") or []
     lines += [f"Template `{meta.get('template') or table['template'].iloc[0]}`; "
               f"{(table['status'] == 'completed').sum()} completed run(s) over seed(s) {seeds}. "
               "Scores are change-class scores in percent (train_eval: the test split), "
               "mean ± std (ddof 1) over seeds; "
               "`runs` counts the completed seeds.", "", md_table, ""]
+    if published:
+        cols = ["model", *[k for k in ("f1", "iou", "miou") if any(k in p for p in published)], "source"]
+        lines += ["Published on the same data (**not re-run here; the authors' own protocol**, so not comparable "
+                  "row by row with the table above):", "",
+                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(p.get(c, "")) for c in cols) + " |" for p in published] + [""]
     varying = set(summary.columns)
     common = {k: v for k, v in (grid.get("params") or {}).items() if k not in varying}
     if common:
