@@ -601,8 +601,8 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out)
         self.device = init_distributed(cfg.device)
         seed_everything(cfg.seed + rank())
+        self.sets = build_datasets(cfg)                      # bad data stops here, before anything is logged
         self.precision = Precision.for_run(self.device, cfg.amp, cfg.channels_last, cfg.precision)
-        self.sets = build_datasets(cfg)
         train = self.sets["train"]
         self.has_opt_t2 = bool(getattr(train, "with_c", None))
         self.change_fraction = change_fraction(train)
@@ -706,6 +706,7 @@ class Trainer:
             torch.distributed.barrier()
         best = load_checkpoint(self.out / "best.pt", self.device)
         self.net.load_state_dict(best["model"])
+        self.net.to(memory_format=torch.contiguous_format)   # scored as inference runs it: float32, NCHW
         thresholds = self.thresholds()
         extra = {"epoch": best["epoch"], "val_score": best["score"], "select_metric": cfg.select_metric,
                  "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
@@ -719,7 +720,7 @@ class Trainer:
             summary["rank_checksums"] = rank_checksums(self.net)
         test = _eval_loader(self.sets["test"], cfg.data.eval_batch_size)
         if test is not None:
-            scores = evaluate(self.model, test, self.precision, thresholds)
+            scores = evaluate(self.model, test, self.final_precision(), thresholds)
             summary["test"] = scores
             if rank() == 0:
                 atomic_write_text(self.out / "test_metrics.json", json.dumps(
@@ -739,8 +740,8 @@ def _thresholds(self) -> dict[str, float]:
     if self.val_loader is None:
         log.warning("threshold auto without validation data: using 0.5")
         return {"student": 0.5, "teacher": 0.5}
-    chosen = choose_thresholds(self.model, self.val_loader, self.precision)
-    at_half = evaluate(self.model, self.val_loader, self.precision, 0.5)
+    chosen = choose_thresholds(self.model, self.val_loader, self.final_precision())
+    at_half = evaluate(self.model, self.val_loader, self.final_precision(), 0.5)
     if rank() == 0:
         for who, (t, s) in chosen.items():
             log.info("%s threshold chosen on validation: %.3f (val F1 %.4f; %.4f at 0.5)", who, t, s["f1"],
@@ -748,7 +749,13 @@ def _thresholds(self) -> dict[str, float]:
     return {who: t for who, (t, _) in chosen.items()}
 
 
+def _final_precision(self) -> Precision:
+    "Float32 on the run's device: thresholds and test scores are computed as `gold evaluate` and inference do."
+    return Precision(self.device, None, self.precision.scaler, False)
+
+
 Trainer.thresholds = _thresholds
+Trainer.final_precision = _final_precision
 
 
 def train(cfg: TrainConfig,  # the run's config
