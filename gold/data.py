@@ -577,6 +577,7 @@ def tile_ownership(manifest: str | os.PathLike,  # a preprocessed folder's manif
     return owned
 
 
+# %% ../nbs/04_data.ipynb #a4aa56ab
 class TileDataset(_PairDataset):
     """Samples from one split of a preprocessed tile folder."""
     kind = "tiles"
