@@ -407,7 +407,8 @@ class GoldLoss(nn.Module):
         f_s, f_t = out.student_enhanced, t(out.teacher_enhanced)
         need_maps = cfg.attention or (cfg.distill and cfg.region)
         if need_maps:
-            d_s, d_t = difference_map(out.f_a, out.f_b), difference_map(t(out.f_a), t(out.f_c))
+            f_at = out.f_a if getattr(out, "f_a_teacher", None) is None else out.f_a_teacher
+            d_s, d_t = difference_map(out.f_a, out.f_b), difference_map(t(f_at), t(out.f_c))
         if cfg.distill:
             if cfg.region:
                 terms["distill"]["feat"] = region_loss(f_s, f_t, d_s, d_t)

@@ -161,6 +161,7 @@ class GoldOutput:
     f_a: torch.Tensor | None = None  # optical t1 neck features [B, neck, H/4, W/4]
     f_b: torch.Tensor | None = None  # SAR t2 neck features
     f_c: torch.Tensor | None = None  # optical t2 neck features (teacher only)
+    f_a_teacher: torch.Tensor | None = None  # optical t1 features of a teacher with its own branch (else f_a)
     d_s: torch.Tensor | None = None  # student learned difference map [B, 1, H/4, W/4] in [0, 1]
     d_t: torch.Tensor | None = None  # teacher learned difference map
 
@@ -203,13 +204,15 @@ class GoldNet(nn.Module):
                  teacher: bool = True,  # build the teacher head (training only)
                  dropout: float = 0.1,  # Dropout2d before each classifier
                  variant: str = "custom",  # name recorded in `config`
+                 shared_teacher: bool = True,  # teacher reuses the optical encoder, neck and BCA (the method); False: its own (a diagnostic)
                  ):
         super().__init__()
         head_width = head_width or neck_width
         enhanced_width = enhanced_width or 2 * neck_width
         self.config = dict(variant=variant, opt_bands=opt_bands, sar_bands=sar_bands, widths=list(widths),
                            neck_width=neck_width, bca_reduction=bca_reduction, head_width=head_width,
-                           enhanced_width=enhanced_width, deep_stem=deep_stem, teacher=teacher, dropout=dropout)
+                           enhanced_width=enhanced_width, deep_stem=deep_stem, teacher=teacher, dropout=dropout,
+                           shared_teacher=shared_teacher)
         self.encoder_opt = ResNetEncoder(opt_bands, widths, deep_stem=deep_stem)
         self.encoder_sar = ResNetEncoder(sar_bands, widths, deep_stem=deep_stem)
         self.neck_opt = Neck(widths, neck_width)
@@ -217,6 +220,10 @@ class GoldNet(nn.Module):
         self.bca = BidirectionalChannelAttention(neck_width, bca_reduction)
         self.student_head = ChangeHead(neck_width, head_width, enhanced_width, dropout=dropout)
         self.teacher_head = ChangeHead(neck_width, head_width, enhanced_width, dropout=dropout) if teacher else None
+        if teacher and not shared_teacher:          # the teacher's own optical branch and BCA
+            self.teacher_encoder = ResNetEncoder(opt_bands, widths, deep_stem=deep_stem)
+            self.teacher_neck = Neck(widths, neck_width)
+            self.teacher_bca = BidirectionalChannelAttention(neck_width, bca_reduction)
         init_he_normal(self)
         for head in (self.student_head, self.teacher_head):
             if head is not None:
@@ -228,7 +235,7 @@ class GoldNet(nn.Module):
 
     def student_state_dict(self) -> dict[str, torch.Tensor]:
         "State dict of the student's weights only (loads strictly into a `teacher=False` model)."
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher_head.")}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher_")}
 
     def _upsample(self, logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
@@ -237,11 +244,21 @@ class GoldNet(nn.Module):
                      opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
                      opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        "f_a and f_c from one pass of the shared optical encoder and neck over A and C stacked."
+        "f_a and f_c from one pass of the teacher's optical encoder and neck (the shared ones by default) over A and C."
         if opt_t2.shape != opt_t1.shape:
             raise GoldError(f"opt_t2 is {tuple(opt_t2.shape)} but opt_t1 is {tuple(opt_t1.shape)}", path="opt_t2")
-        f = self.neck_opt(self.encoder_opt(torch.cat([opt_t1, opt_t2])))
+        encoder, neck = ((self.encoder_opt, self.neck_opt) if self.config["shared_teacher"]
+                         else (self.teacher_encoder, self.teacher_neck))
+        f = neck(encoder(torch.cat([opt_t1, opt_t2])))
         return f[: len(opt_t1)], f[len(opt_t1):]
+
+    def _teacher(self,
+                 f_a: torch.Tensor,  # optical t1 features as the teacher sees them
+                 f_c: torch.Tensor,  # optical t2 features
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        "Teacher head on BCA(f_a, f_c): logits, enhanced features, difference map."
+        bca = self.bca if self.config["shared_teacher"] else self.teacher_bca
+        return self.teacher_head(*bca(f_a, f_c))
 
     def forward(self,
                 opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
@@ -254,11 +271,14 @@ class GoldNet(nn.Module):
             raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
                             path="sar_t2")
         run_teacher = self.training and self.teacher_head is not None and opt_t2 is not None
+        shared = self.config["shared_teacher"]
         if run_teacher:
             _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-            f_a, f_c = self.optical_pair(opt_t1, opt_t2)
+            f_at, f_c = self.optical_pair(opt_t1, opt_t2)
+        if run_teacher and shared:
+            f_a = f_at
         else:
-            f_a, f_c = self.neck_opt(self.encoder_opt(opt_t1)), None
+            f_a = self.neck_opt(self.encoder_opt(opt_t1))
         f_b = self.neck_sar(self.encoder_sar(sar_t2))
         logits, enhanced, d_s = self.student_head(*self.bca(f_a, f_b))
         logits = self._upsample(logits, opt_t1)
@@ -266,8 +286,8 @@ class GoldNet(nn.Module):
             return GoldOutput(logits)
         out = GoldOutput(logits, student_enhanced=enhanced, f_a=f_a, f_b=f_b, d_s=d_s)
         if run_teacher:
-            out.f_c = f_c
-            t_logits, out.teacher_enhanced, out.d_t = self.teacher_head(*self.bca(f_a.detach(), f_c))
+            out.f_c, out.f_a_teacher = f_c, None if shared else f_at
+            t_logits, out.teacher_enhanced, out.d_t = self._teacher(f_a.detach() if shared else f_at, f_c)
             out.teacher_logits = self._upsample(t_logits, opt_t1)
         return out
 
@@ -280,8 +300,7 @@ class GoldNet(nn.Module):
             raise GoldError("this model has no teacher (built with teacher=False)", path="model")
         _check_bands(opt_t1, self.config["opt_bands"], "opt_t1")
         _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-        f_a, f_c = self.optical_pair(opt_t1, opt_t2)
-        return self._upsample(self.teacher_head(*self.bca(f_a, f_c))[0], opt_t1)
+        return self._upsample(self._teacher(*self.optical_pair(opt_t1, opt_t2))[0], opt_t1)
 
 # %% ../nbs/05_models.ipynb #e34047d5
 IMAGENET_RESNET18 = "resnet18-f37072fd.pth"
@@ -416,6 +435,6 @@ def model_summary(variant: str = "full",  # "full" or "lightweight"
     "Parameter counts (total with teacher, student only) and student GFLOPs at `size`."
     with torch.device("meta"):
         model = build_model(variant, opt_bands, sar_bands, teacher=True, **kw)
-    student = count_parameters(model) - count_parameters(model.teacher_head)
+    student = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("teacher_"))
     return dict(variant=variant, params_total=count_parameters(model), params_student=student,
                 student_gflops=model_flops(model.config, size) / 1e9, size=size)

@@ -102,6 +102,7 @@ class ModelConfig(Config):
     variant: str = "full"  # GOLD "full" or "lightweight", or a baseline: fc_ef, fc_siam_diff, bisrnet, hetecd
     pretrained: str | None = None  # ImageNet weights: None, "torchvision" (cache) or a file path
     deep_stem: bool = True  # the reference's three-conv stem
+    shared_teacher: bool = True  # the teacher reuses the student's optical encoder, neck and BCA (the method); False: its own (a diagnostic)
 
 
 @dataclasses.dataclass
@@ -268,7 +269,8 @@ def build_run_model(cfg: TrainConfig,  # the run's config
         log.warning("no optical t2 in the training data: training the student alone (student-side terms only)")
     pretrained = {"torchvision": True, None: False}.get(cfg.model.pretrained, cfg.model.pretrained)
     model = build_model(cfg.model.variant, opt_bands=opt_bands, sar_bands=sar_bands, teacher=teacher,
-                        deep_stem=cfg.model.deep_stem, pretrained=pretrained)
+                        deep_stem=cfg.model.deep_stem, pretrained=pretrained,
+                        **({} if cfg.model.shared_teacher else {"shared_teacher": False}))
     loss_fn = GoldLoss(loss_cfg, change_frac)
     if rank() == 0:
         log.info("CE class weights %s (%s%s)", [round(w, 4) for w in loss_fn.class_weights], loss_cfg.class_weights,
