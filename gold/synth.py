@@ -23,8 +23,8 @@ log = get_logger(__name__)
 __all__ = ['log', 'CLASSES', 'BARE', 'FIELD', 'GRASS', 'VEG', 'WATER', 'ROAD', 'BUILDING', 'OPTICAL', 'SAR_DB', 'CROP_STAGES',
            'ROOFS', 'SynthConfig', 'smooth_noise', 'parcels', 'river_mask', 'road_mask', 'LandCover', 'place_buildings',
            'land_cover_t1', 'apply_changes', 'render_optical', 'simulate_sar', 'SynthScene', 'make_scene',
-           'best_threshold_f1', 'write_scene', 'write_scenes', 'sar_display', 'plot_scene', 'add_synth_args',
-           'run_synth']
+           'best_threshold_f1', 'rank_auc', 'neighbour_rank_correlation', 'scene_statistics', 'write_scene',
+           'write_scenes', 'sar_display', 'plot_scene', 'add_synth_args', 'run_synth']
 
 # %% ../nbs/02_synth.ipynb #f8e70a15
 CLASSES = ("bare", "field", "grass", "vegetation", "water", "road", "building")
@@ -370,6 +370,47 @@ def best_threshold_f1(score: np.ndarray,  # per-pixel change score, higher = mor
     idx = np.unique(np.linspace(0, len(score) - 1, n_thresholds).astype(int))
     best = idx[np.argmax(f1[idx])]
     return float(f1[best]), float(score[order][best])
+
+# %% ../nbs/02_synth.ipynb #2439b393
+def rank_auc(score: np.ndarray,  # per-pixel score
+             truth: np.ndarray,  # per-pixel truth (bool)
+             ) -> float:
+    "Area under the ROC curve of `score` for `truth`, oriented to be >= 0.5 (direction-free separability)."
+    from scipy.stats import rankdata
+    ranks = rankdata(score.ravel())
+    truth = truth.ravel()
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if not n_pos or not n_neg:
+        raise GoldError("AUC needs both changed and unchanged pixels", path="label")
+    auc = (ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return float(max(auc, 1 - auc))
+
+
+def neighbour_rank_correlation(img: np.ndarray,  # [H, W] one band
+                               ) -> float:
+    "Spearman correlation of each pixel with its right-hand neighbour (speckle strength, scale-free)."
+    from scipy.stats import spearmanr
+    return float(spearmanr(img[:, :-1].ravel(), img[:, 1:].ravel())[0])
+
+
+def scene_statistics(opt_t1: np.ndarray,  # [bands, H, W] optical t1
+                     sar_t2: np.ndarray,  # [bands, H, W] SAR t2 (first band used), any monotone scaling
+                     opt_t2: np.ndarray,  # [bands, H, W] optical t2, same sensor and scaling as opt_t1
+                     label: np.ndarray,  # [H, W] 0 = unchanged, 1 or 255 = changed, other values ignored
+                     ) -> dict[str, float]:
+    "Unit-free statistics of a scene's speckle, SAR-change and optical-change separability."
+    valid = (label == 0) | (label == 1) | (label == 255)
+    truth = label[valid] > 0
+    sar = sar_t2[0].astype(np.float64)
+    diff = np.abs(opt_t1.astype(np.float64) - opt_t2.astype(np.float64)).sum(0)
+    typical_change = np.median(diff[valid][truth])
+    return {"change_fraction": float(truth.mean()),
+            "sar_neighbour_corr": neighbour_rank_correlation(sar),
+            "sar_auc": rank_auc(sar[valid], truth),
+            "sar_f1": max(best_threshold_f1(sar[valid], truth)[0], best_threshold_f1(-sar[valid], truth)[0]),
+            "optical_diff_auc": rank_auc(diff[valid], truth),
+            "optical_diff_f1": best_threshold_f1(diff[valid], truth)[0],
+            "nuisance_share": float((diff[valid][~truth] >= typical_change).mean())}
 
 # %% ../nbs/02_synth.ipynb #de901b2b
 def write_scene(out: str | Path,  # folder for the raw scene files
