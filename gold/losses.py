@@ -19,7 +19,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REFERENCE_CLASS_WEIGHTS', 'GROUPS', 'ABLATIONS', 'weighted_ce', 'dice_loss', 'resolve_class_weights',
-           'cd_loss', 'change_mask', 'feature_distillation', 'output_distillation', 'difference_map',
+           'cd_loss', 'change_mask', 'feature_distillation', 'output_distillation', 'hint_adapter', 'difference_map',
            'spatial_attention', 'channel_attention', 'attention_transfer', 'region_masks', 'region_loss',
            'warmup_alpha', 'clip_task_weights', 'initial_log_variance', 'DynamicWeights', 'LossConfig',
            'ablation_config', 'GoldLoss']
@@ -128,6 +128,16 @@ def output_distillation(z_s: torch.Tensor,  # student logits [B, K, H, W]
     log_s = F.log_softmax(z_s.float() / temperature, 1)
     log_t = F.log_softmax(z_t.float() / temperature, 1)
     return temperature ** 2 * (log_t.exp() * (log_t - log_s)).sum(1).mean()
+
+# %% ../nbs/06_losses.ipynb #8e650ef4
+def hint_adapter(channels: int,  # width of the student's (and the teacher's) enhanced features
+                 ) -> nn.Conv2d:
+    "A 1x1 convolution from student to teacher features, initialised to the identity."
+    conv = nn.Conv2d(channels, channels, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(channels)[:, :, None, None])
+        conv.bias.zero_()
+    return conv
 
 # %% ../nbs/06_losses.ipynb #76e1ad70
 def difference_map(a: torch.Tensor,  # features [B, C, h, w]
@@ -325,6 +335,7 @@ class LossConfig(Config):
     ignore_weight: float = 0.5  # feature mask on ignored pixels
     feat_mse: float = 0.7  # masked MSE weight inside L_feat
     feat_cos: float = 0.3  # pooled cosine weight inside L_feat
+    feat_adapter: bool = False  # pass the student's features through a learned 1x1 conv (identity at start) before L_feat
     task_weights: list = _list(1.0, 0.3, 0.3)  # initial task weights: cd, distill, att
     cd_weights: list = _list(1.0, 0.4)  # initial cd weights: student, teacher
     distill_weights: list = _list(0.7, 0.3)  # initial distill weights: feat, out
@@ -367,6 +378,7 @@ class GoldLoss(nn.Module):
     def __init__(self,
                  config: LossConfig | None = None,  # weights and switches; default full GOLD
                  change_fraction: float | None = None,  # changed share of the train split, for class_weights auto
+                 feat_channels: int | None = None,  # width of the enhanced features (needed by `feat_adapter`)
                  ):
         super().__init__()
         self.config = cfg = config or LossConfig()
@@ -374,14 +386,17 @@ class GoldLoss(nn.Module):
         self.weights = DynamicWeights({"task": cfg.task_weights, "cd": cfg.cd_weights,
                                        "distill": cfg.distill_weights, "att": cfg.att_weights},
                                       warmup=cfg.warmup, clip=cfg.clip, learn=cfg.dynamic)
+        use = cfg.feat_adapter and cfg.distill and feat_channels
+        self.adapter = hint_adapter(feat_channels) if use else None
 
     def param_groups(self,
                      lr: float,  # the model's learning rate
                      scale: float = 10.0,  # learning rate of s relative to `lr` (`OptimConfig.dynamic_lr_scale`)
                      ) -> list[dict]:
-        "Optimizer parameter groups for s (scaled learning rate, no weight decay); empty when fixed."
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": params, "lr": lr * scale, "weight_decay": 0.0}] if params else []
+        "Parameter groups: s (scaled learning rate, no weight decay) when learned, the hint adapter (model's) if any."
+        s = [p for p in self.weights.parameters() if p.requires_grad]
+        groups = [{"params": s, "lr": lr * scale, "weight_decay": 0.0}] if s else []
+        return groups + ([{"params": list(self.adapter.parameters())}] if self.adapter is not None else [])
 
     def _cd(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
@@ -415,7 +430,11 @@ class GoldLoss(nn.Module):
             else:
                 mask = change_mask(target, f_s.shape[-2:], cfg.change_weight, cfg.background_weight,
                                    cfg.ignore_weight, cfg.ignore_index)
-                terms["distill"]["feat"] = feature_distillation(f_s, f_t, mask, cfg.feat_mse, cfg.feat_cos)
+                if cfg.feat_adapter and self.adapter is None:
+                    raise GoldError("feat_adapter needs the enhanced feature width: GoldLoss(feat_channels=...)",
+                                    path="loss")
+                f_h = f_s if self.adapter is None else self.adapter(f_s.float())
+                terms["distill"]["feat"] = feature_distillation(f_h, f_t, mask, cfg.feat_mse, cfg.feat_cos)
             terms["distill"]["out"] = output_distillation(out.logits, t(out.teacher_logits), cfg.temperature)
         if cfg.attention:
             terms["att"] = attention_transfer(f_s, f_t, d_s, d_t)

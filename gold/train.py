@@ -271,7 +271,8 @@ def build_run_model(cfg: TrainConfig,  # the run's config
     model = build_model(cfg.model.variant, opt_bands=opt_bands, sar_bands=sar_bands, teacher=teacher,
                         deep_stem=cfg.model.deep_stem, pretrained=pretrained,
                         **({} if cfg.model.shared_teacher else {"shared_teacher": False}))
-    loss_fn = GoldLoss(loss_cfg, change_frac)
+    width = model.config.get("enhanced_width") if teacher else None  # for the hint adapter (`feat_adapter`)
+    loss_fn = GoldLoss(loss_cfg, change_frac, feat_channels=width)
     if rank() == 0:
         log.info("CE class weights %s (%s%s)", [round(w, 4) for w in loss_fn.class_weights], loss_cfg.class_weights,
                  f", train change fraction {change_frac:.3f}" if change_frac is not None else "")
