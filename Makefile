@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export GOLD_PROGRESS ?= 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install check-sync nbtest pytest clean
+.PHONY: demo test install check-sync nbtest pytest readme clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP) check-sync nbtest pytest  ## every check CI runs
 
 check-sync: $(STAMP)  ## fail when nbdev_export or nbdev_clean would change the tree
 	PATH=$(CURDIR)/$(BIN):$$PATH bash .ci/check_sync
+
+readme: $(STAMP)  ## render README.md from nbs/index.ipynb (edit the notebook, not the README)
+	$(BIN)/jupyter-nbconvert --to markdown --stdout nbs/index.ipynb > README.md.tmp && mv README.md.tmp README.md
 
 nbtest: $(STAMP)  ## the tests inside the notebooks
 	$(BIN)/nbdev_test --n_workers 2 --timing
