@@ -23,7 +23,7 @@ import yaml
 
 # %% auto #0
 __all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'Config', 'seed_everything', 'get_device', 'git_commit',
-           'environment_info', 'get_logger', 'progress_enabled', 'progress']
+           'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json', 'percentile_stretch']
 
 # %% ../nbs/00_core.ipynb #58d81a18
 class GoldError(Exception):
@@ -266,3 +266,32 @@ def progress(iterable: Iterable | None = None,  # what to iterate over
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)
+
+# %% ../nbs/00_core.ipynb #fbb8548a
+def read_json(path: str | os.PathLike | None,  # a JSON file; None reads as missing
+              strict: bool = False,  # raise a GoldError for a missing or unreadable file instead of returning None
+              ) -> Any:
+    "The parsed contents of a JSON file, or None when it is missing or unreadable (unless `strict`)."
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        if strict:
+            raise GoldError(f"cannot read JSON ({err})", path=path) from None
+        return None
+
+
+def percentile_stretch(x: np.ndarray,  # one band, any shape; NaN is ignored
+                       valid: np.ndarray | None = None,  # pixels that set the percentiles (default: all non-NaN)
+                       flat: tuple[float, float] | None = None,  # (lo, hi) for a flat band; default lo - 1, hi + 1
+                       ) -> np.ndarray:
+    "The band scaled to 0..1 (float32) between the 2nd and 98th percentiles of its valid pixels."
+    x = np.asarray(x)
+    v = x[valid] if valid is not None else x[~np.isnan(x)] if x.dtype.kind == "f" else x.ravel()
+    if v.size == 0:
+        return np.zeros(x.shape, np.float32)
+    lo, hi = (float(q) for q in np.percentile(v, [2, 98]))
+    if hi - lo < 1e-6:
+        lo, hi = flat if flat is not None else (lo - 1.0, hi + 1.0)
+    return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0, 1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .core import Config, GoldError, atomic_write_text, get_logger, progress
+from .core import Config, GoldError, atomic_write_text, get_logger, percentile_stretch, progress
 from .io import open_raster, read_window
 
 log = get_logger(__name__)
@@ -869,11 +869,6 @@ def make_loader(dataset: Dataset,  # a TileDataset, PublishedDataset (or any map
                       prefetch_factor=prefetch_factor if workers > 0 else None)
 
 # %% ../nbs/04_data.ipynb #16ff8095
-def _stretch(x: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanpercentile(x, [2, 98])
-    return np.clip((x - lo) / (hi - lo + 1e-6), 0, 1)
-
-
 def plot(sample: dict,  # a sample (or a batch, with `index`)
          path: str | os.PathLike | None = None,  # save the figure here (PNG) when given
          index: int = 0,  # which sample of a batch
@@ -888,10 +883,11 @@ def plot(sample: dict,  # a sample (or a batch, with `index`)
 
     def optical(x):
         if x.shape[0] >= 3:
-            return np.stack([_stretch(b) for b in x[:3]], -1), None
-        return _stretch(x[0]), "gray"
+            return np.stack([percentile_stretch(b) for b in x[:3]], -1), None
+        return percentile_stretch(x[0]), "gray"
 
-    panels = [(*optical(get("opt_t1")), "optical t1 (A)"), (_stretch(get("sar_t2")[0]), "gray", "SAR t2 (B)")]
+    panels = [(*optical(get("opt_t1")), "optical t1 (A)"),
+              (percentile_stretch(get("sar_t2")[0]), "gray", "SAR t2 (B)")]
     if "opt_t2" in sample:
         panels.append((*optical(get("opt_t2")), "optical t2 (C)"))
     mask = get("mask")

@@ -93,14 +93,14 @@ def plot_prediction(pred_dir: Path,  # output folder of `gold predict` (with a l
                     ) -> Path:
     "Probability, mask and error map of a predicted scene side by side."
     import matplotlib.pyplot as plt
-    from gold.io import read_raster
+    from gold.io import PROB_SCALE, read_raster
     from gold.metrics import colorize_errors, legend_handles
     from gold.viz import save_figure
     prob = read_raster(pred_dir / "probability.tif")[0][0].astype(float)
     mask = read_raster(pred_dir / "change_mask.tif")[0][0]
     errors = read_raster(pred_dir / "errors.tif")[0][0]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
-    axes[0].imshow(np.ma.masked_equal(prob, 255) / 254, cmap="magma", vmin=0, vmax=1)
+    axes[0].imshow(np.ma.masked_equal(prob, 255) / PROB_SCALE, cmap="magma", vmin=0, vmax=1)
     axes[1].imshow(np.ma.masked_equal(mask, 255), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     axes[2].imshow(colorize_errors(errors), interpolation="nearest")
     for ax, title in zip(axes, ("p(change)", "change mask", "errors against the label")):

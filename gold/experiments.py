@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .core import GoldError, _parse_value, atomic_write_text, get_logger
+from .core import GoldError, _parse_value, atomic_write_text, get_logger, read_json
 from .demo import SCORE_COLUMNS, markdown_table
 
 log = get_logger(__name__)
@@ -274,20 +274,13 @@ def _write_json(path: Path, obj: dict) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def is_done(folder: str | os.PathLike,  # a run folder
             template: Path,  # the template it should have run
             params: dict,  # the parameters it should have run with
             ) -> bool:
     "Whether the folder holds a completed run of this template with these parameters."
     folder = Path(folder)
-    status, saved = _read_json(folder / "status.json"), _read_json(folder / "params.json")
+    status, saved = read_json(folder / "status.json"), read_json(folder / "params.json")
     return bool(status and saved and status.get("status") == "completed" and (folder / "metrics.json").is_file()
                 and saved.get("params") == json.loads(json.dumps(params, default=str))
                 and saved.get("template") == template.stem)
@@ -398,12 +391,12 @@ def collect_runs(folder: str | os.PathLike,  # reports/runs/<experiment>
     folder = Path(folder)
     if not folder.is_dir():
         raise GoldError("no runs of this experiment (run `gold run` first)", path=folder)
-    order = (_read_json(folder / "experiment.json") or {}).get("runs", [])
+    order = (read_json(folder / "experiment.json") or {}).get("runs", [])
     rows = []
     for run in sorted(p for p in folder.iterdir() if (p / "params.json").is_file()):
-        saved = _read_json(run / "params.json") or {}
-        status = _read_json(run / "status.json") or {"status": "unknown"}
-        doc = _read_json(run / "metrics.json") or {}
+        saved = read_json(run / "params.json") or {}
+        status = read_json(run / "status.json") or {"status": "unknown"}
+        doc = read_json(run / "metrics.json") or {}
         params = saved.get("params", {})
         row = {"run_id": run.name, "status": status.get("status"), "error": status.get("error", ""),
                "run_seconds": status.get("seconds", np.nan), "template": saved.get("template", ""),
@@ -597,7 +590,7 @@ def build_report(experiment: str,  # the experiment's name (folder under `runs`)
     runs, reports = Path(runs), Path(reports)
     folder = runs / experiment
     table = collect_runs(folder)
-    meta = _read_json(folder / "experiment.json") or {}
+    meta = read_json(folder / "experiment.json") or {}
     options = ((meta.get("grid") or {}).get("report") or {})
     teacher_of = teacher_of if teacher_of is not None else options.get("teacher_of")
     prefix = next((p for p in ("student_", "scene_") if f"{p}f1" in table), None)
@@ -687,7 +680,7 @@ def write_index(reports: str | os.PathLike = "reports",  # the reports folder
         for md in mds:
             name = md.stem
             folder = runs / name
-            states = [(_read_json(p / "status.json") or {}).get("status") for p in folder.iterdir()
+            states = [(read_json(p / "status.json") or {}).get("status") for p in folder.iterdir()
                       if (p / "params.json").is_file()] if folder.is_dir() else []
             count = f"{states.count('completed')} completed" + (f", {len(states) - states.count('completed')} other"
                                                                 if len(states) > states.count("completed") else "")

@@ -27,18 +27,18 @@ from rasterio.windows import Window
 
 from .core import GoldError, get_logger, progress
 from .data import NormStats, _valid_bands, sar_space, sar_to_space, sar_units_of
-from .io import Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
+from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, crs_member, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map
 from .train import Precision, dist_ready, init_distributed, load_student, rank, world_size
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NET_STRIDE', 'NODATA', 'PROB_SCALE', 'GDAL_CACHE_MB', 'CRS84', 'OUTPUTS', 'LABEL_FILL', 'window_starts',
-           'WindowPlan', 'blend_ramp', 'blend_weights', 'PredictInputs', 'sar_units_of_file', 'intersection_region',
-           'check_inputs', 'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows',
-           'gdal_cache_bytes', 'overview_factors', 'quantise', 'RasterOutputs', 'vectorise', 'predict_scene',
-           'add_predict_args', 'run_predict']
+__all__ = ['log', 'NET_STRIDE', 'NODATA', 'GDAL_CACHE_MB', 'CRS84', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan',
+           'blend_ramp', 'blend_weights', 'PredictInputs', 'sar_units_of_file', 'intersection_region', 'check_inputs',
+           'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'gdal_cache_bytes',
+           'overview_factors', 'quantise', 'RasterOutputs', 'vectorise', 'predict_scene', 'add_predict_args',
+           'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -358,7 +358,6 @@ def scene_rows(plan: WindowPlan,  # the window layout
 
 # %% ../nbs/09_infer.ipynb #d46acac0
 NODATA = 255  # nodata of every output raster
-PROB_SCALE = 254  # probability.tif holds round(p * 254)
 GDAL_CACHE_MB = 64  # GDAL block cache during a prediction, plus room for two tile rows of every output
 
 
@@ -448,14 +447,6 @@ class _Part:
 CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}  # EPSG:4326, lon/lat order
 
 
-def _crs_member(crs) -> dict | None:
-    "The (legacy but widely read) GeoJSON `crs` member naming a CRS."
-    if crs is None:
-        return None
-    epsg = crs.to_epsg()
-    name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
-    return {"type": "name", "properties": {"name": name}}
-
 
 def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
               prob_path: str | os.PathLike,  # probability.tif (p * 254)
@@ -482,7 +473,7 @@ def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
         stats = {"features": 0, "area": 0.0, "pixels": 0, "dropped": 0}
         with open(out_path, "w") as f:
             head = {"type": "FeatureCollection", "name": "change_polygons"}
-            member = CRS84 if epsg4326 else _crs_member(crs)
+            member = CRS84 if epsg4326 else crs_member(crs)
             if member:
                 head["crs"] = member
             f.write(json.dumps(head)[:-1] + ', "features": [\n')

@@ -27,9 +27,9 @@ from .core import GoldError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RAW_SUFFIXES', 'LABEL_EXTS', 'LABEL_SETS', 'Grid', 'open_raster', 'read_window', 'read_raster',
+__all__ = ['log', 'RAW_SUFFIXES', 'LABEL_EXTS', 'LABEL_SETS', 'PROB_SCALE', 'Grid', 'open_raster', 'read_window', 'read_raster',
            'write_geotiff', 'Scene', 'find_scenes', 'SceneInfo', 'check_label_values', 'check_scene', 'open_aligned',
-           'read_aligned', 'read_pixel_grid']
+           'read_aligned', 'read_pixel_grid', 'crs_member']
 
 # %% ../nbs/01_io.ipynb #30ff9bfa
 @dataclasses.dataclass(frozen=True)
@@ -348,3 +348,16 @@ def _read_mat(path: Path, key: str | None) -> np.ndarray:
     if arr.ndim != 3:
         raise GoldError(f"variable {key!r} has shape {arr.shape}, expected rows x cols [x bands]", path=path)
     return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+
+# %% ../nbs/01_io.ipynb #92292237
+PROB_SCALE = 254  # probability.tif holds round(p(change) * PROB_SCALE); 255 is nodata
+
+
+def crs_member(crs: CRS | None,  # a CRS; None for a pixel grid
+               ) -> dict | None:
+    "The GeoJSON `crs` member naming a CRS (the OGC URN when it has an EPSG code, else WKT)."
+    if crs is None:
+        return None
+    code = crs.to_epsg()
+    name = f"urn:ogc:def:crs:EPSG::{code}" if code else crs.to_wkt()
+    return {"type": "name", "properties": {"name": name}}

@@ -26,8 +26,9 @@ from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 
-from .core import GoldError, atomic_path, atomic_write_text, get_logger
-from .io import Grid, Scene, check_scene, find_scenes, open_raster, read_window, write_geotiff
+from .core import GoldError, atomic_path, atomic_write_text, get_logger, percentile_stretch, read_json
+from .io import (PROB_SCALE, Grid, Scene, check_scene, crs_member, find_scenes, open_raster, read_window,
+                     write_geotiff)
 
 log = get_logger(__name__)
 
@@ -36,7 +37,7 @@ __all__ = ['log', 'WEB_MERCATOR', 'LONLAT', 'PIXEL_GRID_M', 'PROB_CMAP', 'POLYGO
            'OSM_BASEMAP', 'ANNOTATION_STYLE', 'resolve_scene', 'Prediction', 'read_prediction', 'DisplayGrid',
            'render_optical', 'render_sar', 'render_probability', 'render_errors', 'render_mask', 'png_data_url',
            'SceneView', 'scene_view', 'legend_html', 'maplibre_assets', 'page_html', 'save_html', 'scene_map',
-           'find_browser', 'browser_screenshot', 'browser_dom', 'page_status', 'ReviewMap', 'review_map', 'crs_member',
+           'find_browser', 'browser_screenshot', 'browser_dom', 'page_status', 'ReviewMap', 'review_map',
            'read_features', 'write_geojson', 'polygons_from_mask', 'LabelResult', 'save_labels', 'Annotator',
            'annotate', 'add_map_args', 'run_map']
 
@@ -101,7 +102,7 @@ def _base_name(path: Path) -> str:
 class Prediction:
     """The files `gold predict` wrote for one scene (None where absent)."""
     folder: Path  # the prediction folder
-    probability: Path | None  # probability.tif: round(p * 254), nodata 255
+    probability: Path | None  # probability.tif: round(p * PROB_SCALE), nodata 255
     change_mask: Path | None  # change_mask.tif: 0/1, nodata 255
     polygons: Path | None  # change_polygons.geojson
     errors: Path | None  # errors.tif: TN 0, TP 1, FP 2, FN 3, unlabelled 255
@@ -116,21 +117,15 @@ def read_prediction(folder: str | os.PathLike,  # output folder of `gold predict
     if not folder.is_dir():
         raise GoldError("prediction folder not found", path=folder)
     found = lambda n: folder / n if (folder / n).is_file() else None
+
+    def record(name: str) -> dict:
+        data = read_json(found(name), strict=True)
+        return data if isinstance(data, dict) else {}
     pred = Prediction(folder, found("probability.tif"), found("change_mask.tif"), found("change_polygons.geojson"),
-                      found("errors.tif"), _read_json(found("summary.json")), _read_json(found("metrics.json")))
+                      found("errors.tif"), record("summary.json"), record("metrics.json"))
     if pred.probability is None and pred.change_mask is None:
         raise GoldError("not a `gold predict` folder (no probability.tif or change_mask.tif)", path=folder)
     return pred
-
-
-def _read_json(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise GoldError(f"cannot read JSON ({err})", path=path) from None
-    return data if isinstance(data, dict) else {}
 
 # %% ../nbs/11_maps.ipynb #58cbcc32
 WEB_MERCATOR = CRS.from_epsg(3857)
@@ -263,17 +258,6 @@ MASK_COLOUR = (255, 0, 255)  # fill of the predicted change when no polygons are
 _UNLABELLED_ALPHA = 96
 
 
-def _stretch(x: np.ndarray, valid: np.ndarray, flat: tuple[float, float] | None = None) -> np.ndarray:
-    "Values scaled to 0..1 between the 2nd and 98th percentiles of the valid pixels."
-    v = x[valid]
-    if v.size == 0:
-        return np.zeros(x.shape, np.float32)
-    lo, hi = np.percentile(v, [2, 98])
-    if hi - lo < 1e-6:
-        lo, hi = flat if flat is not None else (lo - 1.0, hi + 1.0)
-    return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0, 1)
-
-
 def _rgba(rgb01: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = np.zeros(rgb01.shape[:2] + (4,), np.uint8)
     out[..., :3] = np.round(rgb01 * 255)
@@ -287,7 +271,7 @@ def render_optical(data: np.ndarray,  # [bands, rows, cols] optical image
     "RGBA [rows, cols, 4] uint8 of an optical image, per-band percentile stretch."
     flat = (0.0, 255.0) if data.dtype == np.uint8 else None
     bands = data[:3] if data.shape[0] >= 3 else data[:1].repeat(3, 0)
-    return _rgba(np.stack([_stretch(b, valid, flat) for b in bands], -1), valid)
+    return _rgba(np.stack([percentile_stretch(b, valid, flat) for b in bands], -1), valid)
 
 
 def render_sar(data: np.ndarray,  # [bands, rows, cols] SAR image as stored
@@ -298,16 +282,16 @@ def render_sar(data: np.ndarray,  # [bands, rows, cols] SAR image as stored
     from gold.data import sar_to_space, sar_units_of
     band = data[0]
     units = sar_units_of(units, band.dtype, band[valid] if valid.any() else None)
-    grey = _stretch(sar_to_space(band, units), valid)
+    grey = percentile_stretch(sar_to_space(band, units), valid)
     return _rgba(np.repeat(grey[..., None], 3, -1), valid)
 
 
-def render_probability(prob: np.ndarray,  # [rows, cols] uint8 round(p * 254), or floats in 0..1
+def render_probability(prob: np.ndarray,  # [rows, cols] uint8 round(p * PROB_SCALE), or floats in 0..1
                        valid: np.ndarray,  # [rows, cols] valid pixels
                        ) -> np.ndarray:
     "RGBA [rows, cols, 4] uint8: `PROB_CMAP` colours, alpha rising from 0 at p = 0 to 1 at p >= 0.5."
     import matplotlib
-    p = prob / 254.0 if prob.dtype == np.uint8 else prob.astype(np.float64)
+    p = prob / PROB_SCALE if prob.dtype == np.uint8 else prob.astype(np.float64)
     p = np.clip(np.nan_to_num(p), 0, 1)
     out = (matplotlib.colormaps[PROB_CMAP](p) * 255).round().astype(np.uint8)
     out[..., 3] = np.where(valid, np.round(np.clip(2 * p, 0, 1) * 255), 0).astype(np.uint8)
@@ -894,14 +878,6 @@ _UNNAMED = _Unnamed()  # the GeoJSON names no CRS
 _PIXEL_NAMES = {"pixel", "pixels", "pixel grid", "image", "none", "engineering"}
 
 
-def crs_member(crs: CRS | None,  # a CRS; None for a pixel grid
-               ) -> dict | None:
-    "The GeoJSON `crs` member naming a CRS (the OGC URN when it has an EPSG code, else WKT)."
-    if crs is None:
-        return None
-    code = crs.to_epsg()
-    name = f"urn:ogc:def:crs:EPSG::{code}" if code else crs.to_wkt()
-    return {"type": "name", "properties": {"name": name}}
 
 
 def _parse_crs(member: Any, source: Any) -> CRS | None | _Unnamed:
@@ -962,7 +938,7 @@ def write_geojson(fc: dict,  # a FeatureCollection (its `crs` member is kept)
 def polygons_from_mask(mask: np.ndarray,  # [rows, cols] change mask (0/1 with nodata 255, as `gold predict` writes)
                        transform: Affine,  # the mask's grid transform
                        crs: CRS | str | None,  # the mask's CRS; None for a pixel grid
-                       probability: np.ndarray | None = None,  # [rows, cols] uint8 round(p * 254), for the mean
+                       probability: np.ndarray | None = None,  # [rows, cols] uint8 round(p * PROB_SCALE), for the mean
                        connectivity: int = 4,  # pixel connectivity of a polygon (4 or 8)
                        change_value: int = 1,  # the mask's value for change (255 for a 0/255 label)
                        ) -> dict:
@@ -972,7 +948,7 @@ def polygons_from_mask(mask: np.ndarray,  # [rows, cols] change mask (0/1 with n
     changed = np.asarray(mask) == change_value
     structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
     labels, n = ndimage.label(changed, structure=structure)
-    means = ndimage.mean(probability.astype(np.float64) / 254.0, labels, np.arange(1, n + 1)) \
+    means = ndimage.mean(probability.astype(np.float64) / PROB_SCALE, labels, np.arange(1, n + 1)) \
         if probability is not None and n else [None] * n
     px_area = abs(transform.a * transform.e - transform.b * transform.d)
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:] * px_area

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, get_logger
+from .core import atomic_path, get_logger, percentile_stretch
 
 log = get_logger(__name__)
 
@@ -57,13 +57,8 @@ def plot_curves(runs: dict[str, str | os.PathLike | pd.DataFrame],  # label -> m
     return save_figure(fig, path) if path is not None else fig
 
 # %% ../nbs/10_viz.ipynb #e42720e7
-def _stretch(x: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanpercentile(x, [2, 98])
-    return np.clip((x - lo) / (hi - lo + 1e-6), 0, 1)
-
-
 def _optical(t: np.ndarray) -> np.ndarray:
-    return np.stack([_stretch(b) for b in t[:3]], -1) if t.shape[0] >= 3 else _stretch(t[0])
+    return np.stack([percentile_stretch(b) for b in t[:3]], -1) if t.shape[0] >= 3 else percentile_stretch(t[0])
 
 
 def tile_gallery(dataset,  # a TileDataset (any normalisation) of the split to show
@@ -79,7 +74,8 @@ def tile_gallery(dataset,  # a TileDataset (any normalisation) of the split to s
     for r, i in enumerate(indices):
         s = dataset[i]
         mask = s["mask"].numpy()
-        panels = [(_optical(s["opt_t1"].numpy()), "optical t1"), (_stretch(s["sar_t2"][0].numpy()), "SAR t2"),
+        panels = [(_optical(s["opt_t1"].numpy()), "optical t1"),
+                  (percentile_stretch(s["sar_t2"][0].numpy()), "SAR t2"),
                   (colorize_errors(mask.astype(np.uint8)), "label")]   # 0 black, 1 white, 255 grey
         panels += [(colorize_errors(error_map(pred[r], mask)), f"{name} errors") for name, pred in predictions.items()]
         for c, (img, title) in enumerate(panels):
