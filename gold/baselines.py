@@ -17,7 +17,7 @@ import torchvision
 from torchvision.models.resnet import BasicBlock
 
 from .core import GoldError, get_logger
-from .models import (GoldOutput, _check_bands, build_model, conv_bn_relu, count_parameters, init_he_normal,
+from .models import (GoldOutput, check_input_bands, build_model, conv_bn_relu, count_parameters, init_he_normal,
                          load_imagenet_encoder, model_flops)
 
 log = get_logger(__name__)
@@ -78,8 +78,8 @@ class BaselineNet(nn.Module):
                 sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
                 opt_t2: torch.Tensor | None = None,  # ignored (a baseline has no teacher)
                 ) -> GoldOutput:
-        _check_bands(opt_t1, self.config["opt_bands"], "opt_t1")
-        _check_bands(sar_t2, self.config["sar_bands"], "sar_t2")
+        check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
+        check_input_bands(sar_t2, self.config["sar_bands"], "sar_t2")
         if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
             raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
                             path="sar_t2")

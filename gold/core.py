@@ -22,8 +22,9 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'Config', 'seed_everything', 'get_device', 'git_commit',
-           'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json', 'percentile_stretch']
+__all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'parse_value', 'Config', 'seed_everything', 'get_device',
+           'git_commit', 'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json',
+           'percentile_stretch']
 
 # %% ../nbs/00_core.ipynb #58d81a18
 class GoldError(Exception):
@@ -76,7 +77,8 @@ def _is_config(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str,  # a value as typed on the command line
+                ) -> Any:
     """Parse a command-line value with YAML rules (numbers, booleans, lists, null)."""
     try:
         value = yaml.safe_load(text)
@@ -139,7 +141,7 @@ class Config:
                 node = node[part]
             if parts[-1] not in node:
                 raise GoldError(f"unknown key {key!r} for {type(self).__name__}", path="command line")
-            node[parts[-1]] = _parse_value(text)
+            node[parts[-1]] = parse_value(text)
         return type(self).from_dict(data, source="command line")
 
     def save(self,

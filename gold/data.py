@@ -27,9 +27,9 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'SAR_UNITS', 'SAR_UNIT_ALIASES', 'SAR_EPS', 'IGNORE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'STATS_FILE',
            'PIXEL_GRID', 'sar_units_of', 'sar_space', 'sar_to_space', 'NormStats', 'imagenet_optical',
-           'compute_norm_stats', 'load_or_compute_stats', 'AugmentConfig', 'draw_geometry', 'apply_geometry',
-           'draw_jitter', 'apply_jitter', 'RawTile', 'tile_ownership', 'TileDataset', 'PublishedDataset', 'collate',
-           'seed_worker', 'GoldLoader', 'make_loader', 'plot']
+           'compute_norm_stats', 'valid_bands', 'load_or_compute_stats', 'AugmentConfig', 'draw_geometry',
+           'apply_geometry', 'draw_jitter', 'apply_jitter', 'RawTile', 'tile_ownership', 'TileDataset',
+           'PublishedDataset', 'collate', 'seed_worker', 'GoldLoader', 'make_loader', 'plot']
 
 # %% ../nbs/04_data.ipynb #f6235957
 SAR_UNITS = ("linear", "db", "amplitude_dn")
@@ -193,9 +193,9 @@ def compute_norm_stats(dataset: "_PairDataset",  # a dataset over the train spli
         space = tile_space
         units.add(raw.sar_units)
         if optical == "data":
-            opt.add(raw.opt_t1, _valid_bands(raw.opt_t1, raw.opt_nodata))
+            opt.add(raw.opt_t1, valid_bands(raw.opt_t1, raw.opt_nodata))
         sar.add(sar_to_space(raw.sar_t2, raw.sar_units, SAR_EPS),
-                _valid_bands(raw.sar_t2, raw.sar_nodata, positive=raw.sar_units == "linear"))
+                valid_bands(raw.sar_t2, raw.sar_nodata, positive=raw.sar_units == "linear"))
     if optical == "imagenet":
         opt_mean, opt_std = imagenet_optical(dataset.opt_bands, dtype, path=dataset.root)
     else:
@@ -207,7 +207,10 @@ def compute_norm_stats(dataset: "_PairDataset",  # a dataset over the train spli
                      n_tiles=len(dataset), fingerprint=fingerprint)
 
 
-def _valid_bands(x: np.ndarray, nodata: float | None, positive: bool = False) -> np.ndarray | None:
+def valid_bands(x: np.ndarray,  # [bands, H, W] raster values
+                nodata: float | None,  # the file's nodata value (None: none declared)
+                positive: bool = False,  # values <= 0 are invalid too (linear SAR power)
+                ) -> np.ndarray | None:
     """Per-band validity [bands, H, W] (None when every value is valid by construction)."""
     if x.dtype.kind in "ui" and nodata is None and not positive:
         return None
@@ -525,7 +528,7 @@ class _PairDataset(Dataset):
                                (raw.opt_t2 if self.use_opt_t2 else None, raw.opt_nodata, False)):
             if x is None:
                 continue
-            ok = _valid_bands(x, nodata, positive=pos)
+            ok = valid_bands(x, nodata, positive=pos)
             if ok is not None:
                 bad = ~ok.all(0)
                 invalid = bad if invalid is None else invalid | bad

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .core import GoldError, _parse_value, atomic_write_text, get_logger, read_json
+from .core import GoldError, parse_value, atomic_write_text, get_logger, read_json
 from .demo import SCORE_COLUMNS, markdown_table
 
 log = get_logger(__name__)
@@ -178,7 +178,7 @@ def find_experiment(name: str,  # an experiment name, a template `.ipynb` or a g
 def parse_params(pairs: Sequence[Sequence[str]] | None,  # [KEY, VALUE] pairs from `-p`
                  ) -> dict[str, Any]:
     "Command-line parameter pairs with YAML-typed values (`True`, `3`, `1e-3`, `[1, 2]`, text)."
-    return {k: _parse_value(v) for k, v in (pairs or [])}
+    return {k: parse_value(v) for k, v in (pairs or [])}
 
 
 def expand_runs(known: dict[str, Any],  # the template's parameters and defaults

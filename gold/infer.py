@@ -26,7 +26,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from .core import GoldError, get_logger, progress
-from .data import NormStats, _valid_bands, sar_space, sar_to_space, sar_units_of
+from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, crs_member, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map
 from .train import Precision, dist_ready, init_distributed, load_student, rank, world_size
@@ -203,7 +203,7 @@ class SceneSource:
         valid = np.ones(opt.shape[1:], bool)
         for x, nodata, positive in ((opt, self.opt.nodata, False),
                                     (sar, self.sar.nodata, self.sar_units == "linear")):
-            ok = _valid_bands(x, nodata, positive=positive)
+            ok = valid_bands(x, nodata, positive=positive)
             if ok is not None:
                 valid &= ok.all(0)
         x = np.concatenate([opt.astype(np.float32), sar_to_space(sar, self.sar_units)])

@@ -21,8 +21,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'IMAGENET_RESNET18', 'VARIANTS', 'conv_bn_relu', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention',
-           'ChangeHead', 'GoldOutput', 'init_he_normal', 'GoldNet', 'imagenet_weights_path', 'adapt_first_conv',
-           'load_imagenet_encoder', 'load_imagenet', 'build_model', 'count_parameters', 'model_flops', 'model_summary']
+           'ChangeHead', 'GoldOutput', 'check_input_bands', 'init_he_normal', 'GoldNet', 'imagenet_weights_path',
+           'adapt_first_conv', 'load_imagenet_encoder', 'load_imagenet', 'build_model', 'count_parameters',
+           'model_flops', 'model_summary']
 
 # %% ../nbs/05_models.ipynb #917ed7a1
 def conv_bn_relu(cin: int,  # input channels
@@ -171,7 +172,11 @@ class GoldOutput:
         return self.teacher_logits is not None
 
 
-def _check_bands(x: torch.Tensor, bands: int, name: str):
+def check_input_bands(x: torch.Tensor,  # an input batch
+                      bands: int,  # the bands the model expects
+                      name: str,  # the input's name in the message (opt_t1, sar_t2, opt_t2)
+                      ) -> None:
+    "Raise a one-line GoldError unless `x` is [B, bands, H, W]."
     if x.ndim != 4 or x.shape[1] != bands:
         raise GoldError(f"{name} has shape {tuple(x.shape)}; the model expects [B, {bands}, H, W]", path=name)
 
@@ -265,15 +270,15 @@ class GoldNet(nn.Module):
                 sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
                 opt_t2: torch.Tensor | None = None,  # optical t2 [B, opt_bands, H, W]; training only
                 ) -> GoldOutput:
-        _check_bands(opt_t1, self.config["opt_bands"], "opt_t1")
-        _check_bands(sar_t2, self.config["sar_bands"], "sar_t2")
+        check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
+        check_input_bands(sar_t2, self.config["sar_bands"], "sar_t2")
         if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
             raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
                             path="sar_t2")
         run_teacher = self.training and self.teacher_head is not None and opt_t2 is not None
         shared = self.config["shared_teacher"]
         if run_teacher:
-            _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
+            check_input_bands(opt_t2, self.config["opt_bands"], "opt_t2")
             f_at, f_c = self.optical_pair(opt_t1, opt_t2)
         if run_teacher and shared:
             f_a = f_at
@@ -298,8 +303,8 @@ class GoldNet(nn.Module):
         "Teacher logits at input size, in any mode (to evaluate the optical-optical upper bound)."
         if self.teacher_head is None:
             raise GoldError("this model has no teacher (built with teacher=False)", path="model")
-        _check_bands(opt_t1, self.config["opt_bands"], "opt_t1")
-        _check_bands(opt_t2, self.config["opt_bands"], "opt_t2")
+        check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
+        check_input_bands(opt_t2, self.config["opt_bands"], "opt_t2")
         return self._upsample(self._teacher(*self.optical_pair(opt_t1, opt_t2))[0], opt_t1)
 
 # %% ../nbs/05_models.ipynb #e34047d5
