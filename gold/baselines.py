@@ -16,17 +16,17 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock
 
+from .blocks import (GoldOutput, check_input_bands, conv_bn_relu, count_parameters, init_he_normal,
+                         load_imagenet_encoder)
 from .core import GoldError, get_logger
-from .models import (GoldOutput, check_input_bands, build_model, conv_bn_relu, count_parameters, init_he_normal,
-                         load_imagenet_encoder, model_flops)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RESNET_FILES', 'BASELINES', 'GOLD_ONLY_SETTINGS', 'PAPERS', 'init_baseline_weights', 'BaselineNet',
-           'unet_block', 'UNetEncoder', 'UNetDecoder', 'FCEF', 'FCSiamDiff', 'ResNetTrunk', 'spatial_attention',
-           'SemanticReasoning', 'CrossTemporalReasoning', 'BiSRNet', 'ChannelGate', 'CrossModalFusion', 'HeteCD',
-           'resnet_weights_path', 'load_pretrained_trunks', 'build_baseline', 'cost_table', 'cost_markdown']
+__all__ = ['log', 'RESNET_FILES', 'BASELINES', 'GOLD_ONLY_SETTINGS', 'init_baseline_weights', 'BaselineNet', 'unet_block',
+           'UNetEncoder', 'UNetDecoder', 'FCEF', 'FCSiamDiff', 'ResNetTrunk', 'spatial_attention', 'SemanticReasoning',
+           'CrossTemporalReasoning', 'BiSRNet', 'ChannelGate', 'CrossModalFusion', 'HeteCD', 'resnet_weights_path',
+           'load_pretrained_trunks', 'build_baseline']
 
 # %% ../nbs/05a_baselines.ipynb #253ea9bc
 def init_baseline_weights(module: nn.Module,  # the network
@@ -460,37 +460,3 @@ def build_baseline(variant: str,  # a name in BASELINES
     elif not next(model.parameters()).is_meta:
         log.info("%s: random init (He-normal); no pretrained weights", variant)
     return model
-
-# %% ../nbs/05a_baselines.ipynb #f48400a9
-PAPERS = {
-    "fc_ef": "FC-EF (Daudt et al., ICIP 2018)",
-    "fc_siam_diff": "FC-Siam-diff, pseudo-Siamese (Daudt et al., ICIP 2018)",
-    "bisrnet": "BiSRNet-style, 2x ResNet-34 (Ding et al., TGRS 2022)",
-    "hetecd": "HeteCD-style, 2x ResNet-18 (Jing et al., ISPRS JPRS 2025)",
-    "full": "GOLD student, full (ours)",
-    "lightweight": "GOLD student, lightweight (ours)",
-}
-
-
-def cost_table(size: int = 512,  # square input size in pixels
-               opt_bands: int = 3,  # optical bands
-               sar_bands: int = 1,  # SAR bands
-               names: Sequence[str] = tuple(PAPERS),  # baselines and GOLD variants to measure
-               ) -> list[dict]:
-    "Parameters and inference GFLOPs at `size` of each network (GOLD: the student alone)."
-    rows = []
-    for name in names:
-        with torch.device("meta"):
-            model = build_model(name, opt_bands=opt_bands, sar_bands=sar_bands, teacher=False)
-        rows.append(dict(variant=name, model=PAPERS.get(name, name), params=count_parameters(model),
-                         gflops=model_flops(model.config, size) / 1e9, size=size))
-    return rows
-
-
-def cost_markdown(rows: list[dict],  # from `cost_table`
-                  ) -> str:
-    "The cost table as markdown."
-    size = rows[0]["size"]
-    lines = [f"| variant | model | parameters | GFLOPs @ {size}x{size} |", "|---|---|---:|---:|"]
-    lines += [f"| `{r['variant']}` | {r['model']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.1f} |" for r in rows]
-    return "\n".join(lines)

@@ -15,27 +15,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
 
+from .baselines import BASELINES, BaselineNet, build_baseline
+from .blocks import (IMAGENET_RESNET18, GoldOutput, adapt_first_conv, check_input_bands, conv_bn_relu,
+                         count_parameters, imagenet_weights_path, init_he_normal, load_imagenet_encoder)
 from .core import GoldError, get_logger
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGENET_RESNET18', 'VARIANTS', 'conv_bn_relu', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention',
-           'ChangeHead', 'GoldOutput', 'check_input_bands', 'init_he_normal', 'GoldNet', 'imagenet_weights_path',
-           'adapt_first_conv', 'load_imagenet_encoder', 'load_imagenet', 'build_model', 'count_parameters',
-           'model_flops', 'model_summary']
+__all__ = ['log', 'VARIANTS', 'PAPERS', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention', 'ChangeHead', 'GoldNet',
+           'load_imagenet', 'build_model', 'model_flops', 'model_summary', 'cost_table', 'cost_markdown']
 
 # %% ../nbs/05_models.ipynb #917ed7a1
-def conv_bn_relu(cin: int,  # input channels
-                 cout: int,  # output channels
-                 kernel: int = 3,  # square kernel size
-                 stride: int = 1,  # stride
-                 ) -> list[nn.Module]:
-    "A bias-free convolution, batch norm and ReLU, as a list of modules."
-    return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True)]
-
-
 class ResNetEncoder(nn.Module):
     "ResNet-18 trunk (torchvision BasicBlocks) returning the stage outputs at 1/4, 1/8, 1/16 and 1/32."
 
@@ -152,48 +143,6 @@ class ChangeHead(nn.Module):
             nn.init.zeros_(conv.bias)
 
 # %% ../nbs/05_models.ipynb #6b60659d
-@dataclasses.dataclass
-class GoldOutput:
-    "What the GOLD network returns; fields that were not computed are None."
-    logits: torch.Tensor  # student logits [B, 2, H, W] at input size
-    teacher_logits: torch.Tensor | None = None  # teacher logits [B, 2, H, W] (training with opt_t2 only)
-    student_enhanced: torch.Tensor | None = None  # student enhanced features [B, 2*neck, H/4, W/4]
-    teacher_enhanced: torch.Tensor | None = None  # teacher enhanced features [B, 2*neck, H/4, W/4]
-    f_a: torch.Tensor | None = None  # optical t1 neck features [B, neck, H/4, W/4]
-    f_b: torch.Tensor | None = None  # SAR t2 neck features
-    f_c: torch.Tensor | None = None  # optical t2 neck features (teacher only)
-    f_a_teacher: torch.Tensor | None = None  # optical t1 features of a teacher with its own branch (else f_a)
-    d_s: torch.Tensor | None = None  # student learned difference map [B, 1, H/4, W/4] in [0, 1]
-    d_t: torch.Tensor | None = None  # teacher learned difference map
-
-    @property
-    def has_teacher(self) -> bool:
-        "Whether the teacher ran for this output."
-        return self.teacher_logits is not None
-
-
-def check_input_bands(x: torch.Tensor,  # an input batch
-                      bands: int,  # the bands the model expects
-                      name: str,  # the input's name in the message (opt_t1, sar_t2, opt_t2)
-                      ) -> None:
-    "Raise a one-line GoldError unless `x` is [B, bands, H, W]."
-    if x.ndim != 4 or x.shape[1] != bands:
-        raise GoldError(f"{name} has shape {tuple(x.shape)}; the model expects [B, {bands}, H, W]", path=name)
-
-
-def init_he_normal(module: nn.Module) -> nn.Module:
-    "He-normal (fan-out, ReLU) init of convs and linears, unit/zero batch norms and zero biases."
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    return module
-
-
 class GoldNet(nn.Module):
     "GOLD student (optical t1 + SAR t2) and optional teacher (optical t1 + optical t2)."
 
@@ -308,56 +257,6 @@ class GoldNet(nn.Module):
         return self._upsample(self._teacher(*self.optical_pair(opt_t1, opt_t2))[0], opt_t1)
 
 # %% ../nbs/05_models.ipynb #e34047d5
-IMAGENET_RESNET18 = "resnet18-f37072fd.pth"
-
-
-def imagenet_weights_path(pretrained: bool | str | os.PathLike,  # True (torchvision cache) or a file path
-                          ) -> Path:
-    "Where to read ResNet-18 ImageNet weights from; a one-line error when they are not on disk."
-    if pretrained is True or pretrained == "imagenet":
-        path = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_RESNET18
-        if not path.is_file():
-            raise GoldError("ImageNet ResNet-18 weights are not in torchvision's cache and the kit never "
-                            "downloads; copy the file there or pass its path", path=path)
-        return path
-    path = Path(pretrained)
-    if not path.is_file():
-        raise GoldError("ImageNet weights file not found", path=path)
-    return path
-
-
-def adapt_first_conv(weight: torch.Tensor,  # RGB kernel [out, 3, k, k]
-                     bands: int,  # input bands of the new conv
-                     ) -> torch.Tensor:
-    "Adapt an RGB first-conv kernel to `bands` inputs (RGB kept, mean kernel elsewhere, scaled by 3/bands)."
-    if bands == weight.shape[1]:
-        return weight.clone()
-    mean = weight.mean(1, keepdim=True)
-    new = mean.repeat(1, bands, 1, 1)
-    if bands >= 3:
-        new[:, :3] = weight[:, :3]
-    return new * (weight.shape[1] / bands)
-
-
-def load_imagenet_encoder(encoder: ResNetEncoder,  # the encoder to fill
-                          state: dict[str, torch.Tensor],  # a torchvision ResNet-18 state dict
-                          ) -> tuple[int, int]:
-    "Copy matching ImageNet tensors into `encoder`; return (loaded, total) tensor counts."
-    own = encoder.state_dict()
-    loaded = 0
-    for key, value in own.items():
-        src = state.get(key)
-        if src is None:
-            continue
-        if key == "conv1.weight" and src.shape[1] != value.shape[1]:
-            src = adapt_first_conv(src, value.shape[1])
-        if src.shape == value.shape:
-            own[key] = src.to(value.dtype)
-            loaded += 1
-    encoder.load_state_dict(own)
-    return loaded, len(own)
-
-
 def load_imagenet(model: GoldNet,  # the network whose encoders get the weights
                   pretrained: bool | str | os.PathLike,  # True (torchvision cache) or a file path
                   ) -> str:
@@ -389,10 +288,9 @@ def build_model(variant: str = "full",  # "full" or "lightweight", or a baseline
                 teacher: bool = True,  # build the teacher (False for inference and student-only training)
                 pretrained: bool | str | os.PathLike | None = None,  # ImageNet weights: True (cache) or a path
                 **kw,  # overrides of GoldNet's settings (widths, neck_width, deep_stem, dropout, ...)
-                ) -> GoldNet:
-    "Build the GOLD network (or a baseline, by name); random He-normal init unless ImageNet weights are asked for."
+                ) -> GoldNet | BaselineNet:
+    "Build any network by name: a GOLD variant or a baseline; random He-normal init unless ImageNet weights are asked."
     if variant not in VARIANTS:
-        from gold.baselines import BASELINES, build_baseline  # lazy: gold.baselines imports this module
         if variant in BASELINES:
             return build_baseline(variant, opt_bands, sar_bands, teacher=teacher, pretrained=pretrained, **kw)
         raise GoldError(f"unknown model variant {variant!r}; choose one of {', '.join([*VARIANTS, *BASELINES])}",
@@ -407,12 +305,6 @@ def build_model(variant: str = "full",  # "full" or "lightweight", or a baseline
     return model
 
 # %% ../nbs/05_models.ipynb #f80a7d89
-def count_parameters(module: nn.Module,  # any module
-                     ) -> int:
-    "Number of parameters of `module`."
-    return sum(p.numel() for p in module.parameters())
-
-
 def model_flops(config: dict,  # `model.config` (or build_model keyword arguments)
                 size: int = 512,  # square input size in pixels
                 student: bool = True,  # student inference only (eval); False: training forward with teacher
@@ -443,3 +335,37 @@ def model_summary(variant: str = "full",  # "full" or "lightweight"
     student = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("teacher_"))
     return dict(variant=variant, params_total=count_parameters(model), params_student=student,
                 student_gflops=model_flops(model.config, size) / 1e9, size=size)
+
+# %% ../nbs/05_models.ipynb #f48400a9
+PAPERS = {
+    "fc_ef": "FC-EF (Daudt et al., ICIP 2018)",
+    "fc_siam_diff": "FC-Siam-diff, pseudo-Siamese (Daudt et al., ICIP 2018)",
+    "bisrnet": "BiSRNet-style, 2x ResNet-34 (Ding et al., TGRS 2022)",
+    "hetecd": "HeteCD-style, 2x ResNet-18 (Jing et al., ISPRS JPRS 2025)",
+    "full": "GOLD student, full (ours)",
+    "lightweight": "GOLD student, lightweight (ours)",
+}
+
+
+def cost_table(size: int = 512,  # square input size in pixels
+               opt_bands: int = 3,  # optical bands
+               sar_bands: int = 1,  # SAR bands
+               names: Sequence[str] = tuple(PAPERS),  # baselines and GOLD variants to measure
+               ) -> list[dict]:
+    "Parameters and inference GFLOPs at `size` of each network (GOLD: the student alone)."
+    rows = []
+    for name in names:
+        with torch.device("meta"):
+            model = build_model(name, opt_bands=opt_bands, sar_bands=sar_bands, teacher=False)
+        rows.append(dict(variant=name, model=PAPERS.get(name, name), params=count_parameters(model),
+                         gflops=model_flops(model.config, size) / 1e9, size=size))
+    return rows
+
+
+def cost_markdown(rows: list[dict],  # from `cost_table`
+                  ) -> str:
+    "The cost table as markdown."
+    size = rows[0]["size"]
+    lines = [f"| variant | model | parameters | GFLOPs @ {size}x{size} |", "|---|---|---:|---:|"]
+    lines += [f"| `{r['variant']}` | {r['model']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.1f} |" for r in rows]
+    return "\n".join(lines)
