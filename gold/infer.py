@@ -37,8 +37,8 @@ log = get_logger(__name__)
 __all__ = ['log', 'NET_STRIDE', 'NODATA', 'GDAL_CACHE_MB', 'CRS84', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan',
            'blend_ramp', 'blend_weights', 'PredictInputs', 'sar_units_of_file', 'intersection_region', 'check_inputs',
            'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'gdal_cache_bytes',
-           'overview_factors', 'quantise', 'RasterOutputs', 'vectorise', 'predict_scene', 'add_predict_args',
-           'run_predict']
+           'overview_factors', 'quantise', 'RasterOutputs', 'vectorise', 'PredictOptions', 'predict_scene',
+           'add_predict_args', 'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -597,17 +597,50 @@ class _Staging:
         self.tmp = {}
 
 
-def _check_options(tile, overlap, batch, threshold, min_area, simplify) -> None:
-    if tile < NET_STRIDE or tile % NET_STRIDE:
-        raise GoldError(f"tile must be a positive multiple of {NET_STRIDE}, not {tile}", path="--tile")
-    if not 0 <= overlap < tile:
-        raise GoldError(f"overlap must be in [0, tile), not {overlap}", path="--overlap")
-    if batch < 1:
-        raise GoldError(f"batch must be at least 1, not {batch}", path="--batch")
-    if threshold is not None and not 0 < threshold < 1:
-        raise GoldError(f"threshold must be in (0, 1), not {threshold}", path="--threshold")
-    if min_area < 0 or simplify < 0:
-        raise GoldError("min-area and simplify must not be negative", path="--min-area/--simplify")
+@dataclasses.dataclass
+class PredictOptions:
+    """How a scene is predicted: windows, decision, polygons and device (the options of `gold predict`)."""
+    tile: int = 512  # window side (a multiple of 32)
+    overlap: int = 128  # overlap of neighbouring windows, blended
+    batch: int = 8  # windows per forward pass
+    threshold: float | None = None  # decision threshold on p(change); default the checkpoint's
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    min_area: float = 0.0  # drop change polygons smaller than this (map units^2)
+    simplify: float = 0.0  # polygon simplification tolerance (map units); 0 = pixel outlines
+    epsg4326: bool = False  # polygons in EPSG:4326 instead of the scene CRS
+    overwrite: bool = False  # replace the outputs of an earlier prediction in the output folder
+
+    def check(self) -> PredictOptions:
+        "Raise a one-line GoldError naming the option that is out of range; return self."
+        if self.tile < NET_STRIDE or self.tile % NET_STRIDE:
+            raise GoldError(f"tile must be a positive multiple of {NET_STRIDE}, not {self.tile}", path="--tile")
+        if not 0 <= self.overlap < self.tile:
+            raise GoldError(f"overlap must be in [0, tile), not {self.overlap}", path="--overlap")
+        if self.batch < 1:
+            raise GoldError(f"batch must be at least 1, not {self.batch}", path="--batch")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise GoldError(f"threshold must be in (0, 1), not {self.threshold}", path="--threshold")
+        if self.min_area < 0 or self.simplify < 0:
+            raise GoldError("min-area and simplify must not be negative", path="--min-area/--simplify")
+        return self
+
+
+@dataclasses.dataclass
+class _Job:
+    """One scene prediction: its files, options, model metadata and how it runs (what summary.json describes)."""
+    model_path: Path
+    opt_t1: Path
+    sar_t2: Path
+    label: Path | None
+    out: Path
+    options: PredictOptions
+    meta: dict
+    grid: Grid
+    plan: WindowPlan
+    threshold: float
+    device: torch.device | str
+    world_size: int
+    t0: float
 
 
 def _check_outputs(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
@@ -735,30 +768,24 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                   sar_t2: str | os.PathLike,  # SAR t2 GeoTIFF (reprojected onto optical t1's grid when needed)
                   out: str | os.PathLike,  # output folder
                   label: str | os.PathLike | None = None,  # optional change label: errors.tif and metrics.json
-                  tile: int = 512,  # window side (a multiple of 32)
-                  overlap: int = 128,  # overlap of neighbouring windows, blended
-                  batch: int = 8,  # windows per forward pass
-                  threshold: float | None = None,  # decision threshold on p(change); default the checkpoint's
-                  device: str = "auto",  # auto, cpu, cuda or cuda:N
-                  min_area: float = 0.0,  # drop change polygons smaller than this (map units^2)
-                  simplify: float = 0.0,  # polygon simplification tolerance (map units); 0 = pixel outlines
-                  epsg4326: bool = False,  # polygons in EPSG:4326 instead of the scene CRS
-                  overwrite: bool = False,  # replace the outputs of an earlier prediction in `out`
+                  options: PredictOptions | None = None,  # windows, decision, polygons, device (default PredictOptions())
+                  **settings,  # PredictOptions fields to set (tile=..., overlap=..., threshold=..., overwrite=...)
                   ) -> dict:
     "Predict a whole scene into `out` (the scene-prediction contract); return the summary."
     t0 = time.perf_counter()
-    out = Path(out)
-    paths = [Path(opt_t1), Path(sar_t2)] + ([Path(label)] if label else [])
-    _check_options(tile, overlap, batch, threshold, min_area, simplify)
-    _check_outputs(out, paths, overwrite)
+    opts = dataclasses.replace(options or PredictOptions(), **settings).check()
+    out, label = Path(out), Path(label) if label else None
+    paths = [Path(opt_t1), Path(sar_t2)] + ([label] if label else [])
+    _check_outputs(out, paths, opts.overwrite)
     model, meta = load_student(model_path, "cpu")
     inputs = check_inputs(opt_t1, sar_t2, meta, label)
-    if epsg4326 and inputs.info.grid.crs is None:
+    if opts.epsg4326 and inputs.info.grid.crs is None:
         raise GoldError("--epsg4326 needs a georeferenced scene (no CRS)", path=opt_t1)
-    threshold = float(meta.get("threshold", 0.5)) if threshold is None else float(threshold)
-    plan = WindowPlan.over(inputs.region, tile, overlap)
+    threshold = float(meta.get("threshold", 0.5)) if opts.threshold is None else float(opts.threshold)
+    plan = WindowPlan.over(inputs.region, opts.tile, opts.overlap)
+    batch = opts.batch
 
-    dev = init_distributed(device)
+    dev = init_distributed(opts.device)
     r, ws = rank(), world_size()
     precision = Precision.for_run(dev)
     model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
@@ -797,16 +824,17 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                                                                            precision)), files[r])
                 probs = _read_rank_windows(files, plan) if r == 0 else None
             if r == 0:
-                counts = _assemble(probs, plan, inputs, staging, threshold, Path(label) if label else None, tags)
+                counts = _assemble(probs, plan, inputs, staging, threshold, label, tags)
         bar.close()
         if r == 0:
             t_pred = time.perf_counter() - t0
             polys = vectorise(staging.tmp["change_mask.tif"], staging.tmp["probability.tif"],
-                              staging.path("change_polygons.geojson"), min_area, simplify, epsg4326)
+                              staging.path("change_polygons.geojson"), opts.min_area, opts.simplify, opts.epsg4326)
             if "metrics" in counts:
                 staging.path("metrics.json").write_text(json.dumps(counts["metrics"], indent=2) + "\n")
-            result = _summary(model_path, meta, opt_t1, sar_t2, label, grid, plan, batch, threshold, dev, ws,
-                              counts, polys, t0, t_pred, out, epsg4326, min_area, simplify)
+            job = _Job(Path(model_path), Path(opt_t1), Path(sar_t2), label, out, opts, meta, grid, plan, threshold,
+                       dev, ws, t0)
+            result = _summary(job, counts, polys, t_pred)
             staging.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
             produced = set(staging.tmp)
             staging.commit(remove=[n for n in OUTPUTS if n not in produced])
@@ -842,26 +870,30 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     return summary
 
 
-def _summary(model_path, meta, opt_t1, sar_t2, label, grid, plan, batch, threshold, dev, ws, counts, polys, t0,
-             t_pred, out, epsg4326, min_area, simplify) -> dict:
+def _summary(job: _Job,  # the prediction
+             counts: dict,  # from `_assemble`
+             polys: dict,  # from `vectorise`
+             t_pred: float,  # seconds until the rasters were written
+             ) -> dict:
     "The content of summary.json."
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - job.t0
+    meta, grid, plan, opts = job.meta, job.grid, job.plan, job.options
     pixel_area = polys["pixel_area"]
     n_valid, n_changed = counts["valid_pixels"], counts["changed_pixels"]
     outputs = ["probability.tif", "change_mask.tif", "change_polygons.geojson"] + \
-        (["errors.tif", "metrics.json"] if label else []) + ["summary.json"]
+        (["errors.tif", "metrics.json"] if job.label else []) + ["summary.json"]
     res = {
-        "inputs": {"opt_t1": str(Path(opt_t1).resolve()), "sar_t2": str(Path(sar_t2).resolve()),
-                   "label": str(Path(label).resolve()) if label else None},
-        "model": {"path": str(Path(model_path).resolve()), "variant": meta["model_config"].get("variant"),
-                  "opt_bands": meta["opt_bands"], "sar_bands": meta["sar_bands"], "threshold": threshold},
+        "inputs": {"opt_t1": str(job.opt_t1.resolve()), "sar_t2": str(job.sar_t2.resolve()),
+                   "label": str(job.label.resolve()) if job.label else None},
+        "model": {"path": str(job.model_path.resolve()), "variant": meta["model_config"].get("variant"),
+                  "opt_bands": meta["opt_bands"], "sar_bands": meta["sar_bands"], "threshold": job.threshold},
         "scene": {"width": grid.width, "height": grid.height, "crs": grid.crs.to_string() if grid.crs else None,
                   "transform": list(grid.transform)[:6], "pixel_area": pixel_area,
                   "region": [int(plan.region.col_off), int(plan.region.row_off), int(plan.region.width),
                              int(plan.region.height)]},
-        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": batch,
+        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch,
                     "window_size": [plan.height, plan.width]},
-        "device": str(dev), "world_size": ws,
+        "device": str(job.device), "world_size": job.world_size,
         "seconds": seconds, "seconds_rasters": t_pred,
         "mpixel_per_s": grid.width * grid.height / 1e6 / seconds if seconds > 0 else None,
         "valid_pixels": n_valid, "changed_pixels": n_changed,
@@ -869,9 +901,9 @@ def _summary(model_path, meta, opt_t1, sar_t2, label, grid, plan, batch, thresho
         "changed_fraction": n_changed / n_valid if n_valid else 0.0,
         "mean_probability": counts["mean_probability"],
         "polygons": {"count": polys["features"], "area": polys["area"], "dropped": polys["dropped"],
-                     "crs": "EPSG:4326" if epsg4326 else (grid.crs.to_string() if grid.crs else None),
-                     "min_area": min_area, "simplify": simplify},
-        "outputs": outputs, "out": str(out.resolve()),
+                     "crs": "EPSG:4326" if opts.epsg4326 else (grid.crs.to_string() if grid.crs else None),
+                     "min_area": opts.min_area, "simplify": opts.simplify},
+        "outputs": outputs, "out": str(job.out.resolve()),
     }
     if "metrics" in counts:
         res["metrics"] = counts["metrics"]
@@ -901,10 +933,8 @@ def run_predict(args: argparse.Namespace,  # parsed `gold predict` arguments
                 ) -> dict:
     "Run `gold predict` (under torchrun too); print the summary as JSON."
     try:
-        summary = predict_scene(args.model, args.opt_t1, args.sar_t2, args.out, label=args.label, tile=args.tile,
-                                overlap=args.overlap, batch=args.batch, threshold=args.threshold,
-                                device=args.device, min_area=args.min_area, simplify=args.simplify,
-                                epsg4326=args.epsg4326, overwrite=args.overwrite)
+        options = PredictOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PredictOptions)})
+        summary = predict_scene(args.model, args.opt_t1, args.sar_t2, args.out, label=args.label, options=options)
         if rank() == 0:
             print(json.dumps(summary, indent=2))
     finally:
