@@ -196,6 +196,8 @@ def expand_runs(known: dict[str, Any],  # the template's parameters and defaults
     for r in grid.get("runs") or [{}]:
         r = dict(r)
         own = r.pop("seeds", None)                       # an entry may run fewer (or other) seeds
+        if own is not None and not own and not cli_seeds:
+            continue                                     # `seeds: []` holds the entry back: no run at all
         s = cli_seeds or [int(x) for x in (own if own is not None else grid.get("seeds") or [])]
         for combo in itertools.product(*axes.values()):
             entries.append(({**(grid.get("params") or {}), **r, **dict(zip(axes, combo))}, s))
