@@ -91,7 +91,7 @@ def parse_value(text: str,  # a value as typed on the command line
             pass
     return value
 
-
+# %% ../nbs/00_core.ipynb #924ddc7b
 @dataclasses.dataclass
 class Config:
     """Base class of the kit's configuration dataclasses."""

@@ -353,7 +353,7 @@ class RawTile:
     sar_nodata: float | None = None  # declared SAR nodata
     paths: dict = dataclasses.field(default_factory=dict)  # role -> file, for error messages
 
-
+# %% ../nbs/04_data.ipynb #e3db6452
 def _generator_seed() -> int:
     return torch.initial_seed() % 2**63
 
@@ -534,7 +534,7 @@ class _PairDataset(Dataset):
                 invalid = bad if invalid is None else invalid | bad
         return invalid
 
-
+# %% ../nbs/04_data.ipynb #072f930d
 def _pad(img: torch.Tensor, mask: torch.Tensor, out: tuple[int, int], fill: torch.Tensor):
     "Pad at the bottom and right to at least `out` with the fill values and ignore."
     c, h, w = img.shape

@@ -87,7 +87,7 @@ def test_predictions(run: Path,  # a run folder with student.pt
             out.append(predict(model(s["opt_t1"][None], s["sar_t2"][None]).logits, meta["threshold"])[0].numpy())
     return out
 
-
+# %% ../nbs/14_demo.ipynb #aa5495da
 def plot_prediction(pred_dir: Path,  # output folder of `gold predict` (with a label)
                     path: Path,  # the PNG to write
                     ) -> Path:
@@ -139,7 +139,7 @@ def _from_cwd(path: str | Path) -> str:
     p = Path(path).resolve()
     return p.relative_to(Path.cwd().resolve()).as_posix() if p.is_relative_to(Path.cwd().resolve()) else str(p)
 
-
+# %% ../nbs/14_demo.ipynb #e05f33d5
 def run_demo_pipeline(out: str | Path = "reports/demo",  # the report folder
                       work: str | Path = "data/demo",  # working data: rasters, tiles, runs
                       size: int = 1024,  # synthetic scene size in pixels

@@ -623,7 +623,7 @@ def build_report(experiment: str,  # the experiment's name (folder under `runs`)
     log.info("report %s: %d completed, %d failed run(s) -> %s", experiment, done, failed, written["md"])
     return {k: str(v) for k, v in written.items()} | {"completed": int(done), "failed": int(failed)}
 
-
+# %% ../nbs/12_experiments.ipynb #48deab35
 def _report_markdown(experiment: str, meta: dict, table: pd.DataFrame, summary: pd.DataFrame, md_table: str,
                      figures: dict, reports: Path) -> str:
     grid = meta.get("grid") or {}
@@ -663,7 +663,7 @@ def _report_markdown(experiment: str, meta: dict, table: pd.DataFrame, summary: 
               f"[`runs/{experiment}/`]({_relative(Path(table['folder'].iloc[0]).parent, reports)}/).", ""]
     return "\n".join(lines)
 
-
+# %% ../nbs/12_experiments.ipynb #3b3b69a6
 FIGURE_KINDS = ("scores", "tradeoff", "curves")  # the figures `build_report` draws, `<experiment>_<kind>.png`
 
 

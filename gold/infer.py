@@ -869,7 +869,7 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                  100 * summary["changed_fraction"], summary["valid_pixels"], out)
     return summary
 
-
+# %% ../nbs/09_infer.ipynb #1de6732f
 def _summary(job: _Job,  # the prediction
              counts: dict,  # from `_assemble`
              polys: dict,  # from `vectorise`

@@ -483,6 +483,7 @@ def maplibre_assets() -> tuple[str, str]:
 OSM_BASEMAP = {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
                "attribution": "&copy; OpenStreetMap contributors", "maxzoom": 19}
 
+# %% ../nbs/11_maps.ipynb #cc224e45
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -656,7 +657,7 @@ body { display: flex; flex-direction: column; background: #eceff1; }
 </html>
 """
 
-
+# %% ../nbs/11_maps.ipynb #319f7f28
 def page_html(view: SceneView,  # from `scene_view`
               title: str | None = None,  # page title; default the scene's name
               show: Sequence[str] | None = None,  # overlay ids visible when the page opens; None = each one's default

@@ -703,7 +703,7 @@ def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[_SceneStat
     tiles["labelled_fraction"] = tiles.labelled_pixels / area
     return state
 
-
+# %% ../nbs/03_preprocess.ipynb #3c3ea8a6
 def _duplicates(state: _SceneState, earlier: list[_SceneState], size: int, threshold: float) -> list[str]:
     "For each candidate tile, the kept tile of an earlier scene it duplicates, or ''."
     found = [""] * len(state.tiles)
@@ -734,7 +734,7 @@ def _band_names(ds) -> list | None:
     names = list(ds.descriptions or ())
     return names if names and all(names) else None
 
-
+# %% ../nbs/03_preprocess.ipynb #9e571f3f
 def _stage_tile(stage: Path, info: SceneInfo, row, a: np.ndarray, rest: dict, reader: SceneReader,
                 ranges: dict | None) -> None:
     "Write a kept tile's GeoTIFFs (and PNGs) into the staging folder; they move to their split later."

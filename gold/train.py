@@ -760,7 +760,7 @@ def _final_precision(self) -> Precision:
 Trainer.thresholds = _thresholds
 Trainer.final_precision = _final_precision
 
-
+# %% ../nbs/08_train.ipynb #12a94a8b
 def train(cfg: TrainConfig,  # the run's config
           out: str | os.PathLike,  # the run folder
           resume: bool = False,  # continue from `out/last.pt`
