@@ -17,7 +17,7 @@ import torchvision
 from torchvision.models.resnet import BasicBlock
 
 from .blocks import (GoldOutput, check_input_bands, conv_bn_relu, count_parameters, init_he_normal,
-                         load_imagenet_encoder)
+                         imagenet_weights_path, load_imagenet_encoder)
 from .core import GoldError, get_logger
 
 log = get_logger(__name__)
@@ -398,16 +398,7 @@ def resnet_weights_path(arch: str,  # "resnet18" or "resnet34"
                         pretrained: bool | str | os.PathLike,  # True (torchvision cache) or a file path
                         ) -> Path:
     "Where to read a torchvision ResNet's ImageNet weights from; a one-line error when they are not on disk."
-    if pretrained is True or pretrained == "imagenet":
-        path = Path(torch.hub.get_dir()) / "checkpoints" / RESNET_FILES[arch]
-        if not path.is_file():
-            raise GoldError(f"ImageNet {arch} weights are not in torchvision's cache and the kit never downloads; "
-                            "copy the file there or pass its path", path=path)
-        return path
-    path = Path(pretrained)
-    if not path.is_file():
-        raise GoldError("ImageNet weights file not found", path=path)
-    return path
+    return imagenet_weights_path(pretrained, RESNET_FILES[arch], arch)
 
 
 def load_pretrained_trunks(model: BaselineNet,  # a baseline with ResNet trunks

@@ -77,12 +77,14 @@ IMAGENET_RESNET18 = "resnet18-f37072fd.pth"
 
 
 def imagenet_weights_path(pretrained: bool | str | os.PathLike,  # True (torchvision cache) or a file path
+                          filename: str = IMAGENET_RESNET18,  # the file's name in torchvision's cache
+                          arch: str = "ResNet-18",  # the network, for the message
                           ) -> Path:
-    "Where to read ResNet-18 ImageNet weights from; a one-line error when they are not on disk."
+    "Where to read a ResNet's ImageNet weights from; a one-line error when they are not on disk."
     if pretrained is True or pretrained == "imagenet":
-        path = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_RESNET18
+        path = Path(torch.hub.get_dir()) / "checkpoints" / filename
         if not path.is_file():
-            raise GoldError("ImageNet ResNet-18 weights are not in torchvision's cache and the kit never "
+            raise GoldError(f"ImageNet {arch} weights are not in torchvision's cache and the kit never "
                             "downloads; copy the file there or pass its path", path=path)
         return path
     path = Path(pretrained)
