@@ -190,6 +190,8 @@ def run_demo_pipeline(out: str | Path = "reports/demo",  # the report folder
                "crop": cfg.data.crop, "results": table.to_dict(orient="records"), "train_seconds": seconds,
                "total_seconds": round(time.perf_counter() - t0, 1), "environment": environment_info()}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    from gold.provenance import demo_provenance, write_provenance
+    write_provenance(demo_provenance(runs), out / "provenance.json")    # for `gold report --check`
     log.info("demo wrote %s in %.0f s:\n%s", out, summary["total_seconds"], markdown_table(table))
     return summary
 

@@ -586,6 +586,7 @@ def build_report(experiment: str,  # the experiment's name (folder under `runs`)
                  runs: str | os.PathLike = "reports/runs",  # the runs folder
                  reports: str | os.PathLike = "reports",  # where tables, figures and the index go
                  teacher_of: str | None = None,  # configuration whose teacher row to add (default: the grid's)
+                 provenance: bool = True,  # record what made the report (`gold.provenance`, for `gold report --check`)
                  ) -> dict:
     "Collect an experiment's runs into tables and figures and refresh the reports index; returns what it wrote."
     from gold.viz import plot_curves
@@ -615,8 +616,13 @@ def build_report(experiment: str,  # the experiment's name (folder under `runs`)
     histories = mean_histories(table)
     if histories:
         written["curves"] = plot_curves(histories, score="val_student_iou", path=figures / f"{experiment}_curves.png")
+    if provenance:
+        from gold.provenance import provenance_path, report_provenance, write_provenance
+        written["provenance"] = write_provenance(report_provenance(experiment, runs),
+                                                 provenance_path(reports, experiment))
     text = _report_markdown(experiment, meta, table, summary, markdown_table(format_summary(summary)),
-                            {k: v for k, v in written.items() if k in FIGURE_KINDS}, reports)
+                            {k: v for k, v in written.items() if k in FIGURE_KINDS}, reports,
+                            written.get("provenance"))
     atomic_write_text(written["md"], text)
     written["index"] = write_index(reports, runs)
     done, failed = (table["status"] == "completed").sum(), (table["status"] == "failed").sum()
@@ -625,7 +631,7 @@ def build_report(experiment: str,  # the experiment's name (folder under `runs`)
 
 # %% ../nbs/12_experiments.ipynb #48deab35
 def _report_markdown(experiment: str, meta: dict, table: pd.DataFrame, summary: pd.DataFrame, md_table: str,
-                     figures: dict, reports: Path) -> str:
+                     figures: dict, reports: Path, provenance: Path | None = None) -> str:
     grid = meta.get("grid") or {}
     seeds = sorted(table.loc[table["status"] == "completed", "seed"].unique().tolist())
     lines = [f"# {experiment}", ""]
@@ -661,6 +667,13 @@ def _report_markdown(experiment: str, meta: dict, table: pd.DataFrame, summary: 
     command = " ".join(["gold run", experiment, *overrides, *seeds_arg])
     lines += [f"Regenerate: `{command} && gold report {experiment}`. Executed notebooks: "
               f"[`runs/{experiment}/`]({_relative(Path(table['folder'].iloc[0]).parent, reports)}/).", ""]
+    if provenance is not None:
+        prov = read_json(provenance) or {}
+        commits = sorted({c[:8] for r in prov.get("rows", []) for c in r["commits"]})
+        lines += [f"Made from the runs of commit(s) {', '.join(commits) or 'unrecorded'} (report written at "
+                  f"{(prov.get('report_commit') or 'no commit')[:8]}); what made each row, with its behaviour "
+                  f"fingerprint: [`{_relative(provenance, reports)}`]({_relative(provenance, reports)}). "
+                  "`gold report --check` says whether today's code would still make it.", ""]
     return "\n".join(lines)
 
 # %% ../nbs/12_experiments.ipynb #3b3b69a6
@@ -759,7 +772,10 @@ def run_run(args: argparse.Namespace,  # parsed `gold run` arguments
 def add_report_args(parser: argparse.ArgumentParser,  # the `gold report` parser
                     ) -> None:
     "Arguments of `gold report`."
-    parser.add_argument("experiment", help="experiment name (a folder under --runs)")
+    parser.add_argument("experiment", nargs="?", default=None, help="experiment name (a folder under --runs)")
+    parser.add_argument("--check", action="store_true",
+                        help="check instead that every committed report would come out the same with today's code "
+                             "(template, grid, behaviour of each row); fail naming the refresh command otherwise")
     parser.add_argument("--runs", type=Path, default=Path("reports/runs"), help="runs folder")
     parser.add_argument("--reports", type=Path, default=Path("reports"),
                         help="where the tables, figures and README.md index go")
@@ -770,7 +786,16 @@ def add_report_args(parser: argparse.ArgumentParser,  # the `gold report` parser
 
 def run_report(args: argparse.Namespace,  # parsed `gold report` arguments
                ) -> dict:
-    "Run `gold report`."
+    "Run `gold report` (or `gold report --check`)."
+    if args.check:
+        from gold.provenance import check_reports
+        problems = check_reports(args.reports, args.runs)
+        if problems:
+            raise GoldError(f"{len(problems)} stale report(s):\n" + "\n".join(problems), path=args.reports)
+        print(f"every report under {args.reports} is current")
+        return {"problems": []}
+    if not args.experiment:
+        raise GoldError("name the experiment to report (or pass --check)", path=args.runs)
     out = build_report(args.experiment, args.runs, args.reports, args.teacher_of)
     summary = pd.read_csv(out["csv"])
     cols = [c for c in ("configuration", "runs", "f1_mean", "f1_std", "iou_mean", "iou_std") if c in summary]
