@@ -46,7 +46,7 @@ def init_baseline_weights(module: nn.Module,  # the network
             nn.init.zeros_(output.bias)
     return module
 
-
+# %% ../nbs/05a_baselines.ipynb #10c23b5a
 class BaselineNet(nn.Module):
     "Base of the baselines: GOLD-student interface (checks, padding, config, state dicts) around `change_logits`."
     name: str = "baseline"  # registry name, recorded as config["variant"]
@@ -132,7 +132,7 @@ class UNetEncoder(nn.Module):
             x = F.max_pool2d(x, 2)
         return skips, x
 
-
+# %% ../nbs/05a_baselines.ipynb #ce843a68
 class UNetDecoder(nn.Module):
     "FC-* decoder: transposed-conv upsampling, skip concatenation and conv blocks, then a 3x3 conv to the classes."
 
@@ -287,7 +287,7 @@ class CrossTemporalReasoning(nn.Module):
         y2 = spatial_attention(self.query2(x2), self.key1(x1), self.value1(x1))
         return x1 + self.gamma1 * y1, x2 + self.gamma2 * y2
 
-
+# %% ../nbs/05a_baselines.ipynb #74219c54
 class BiSRNet(BaselineNet):
     "BiSRNet-style change network (Ding et al. 2022): ResNet-34 trunks at 1/8, SR and CotSR attention, residual head."
     name = "bisrnet"
@@ -359,7 +359,7 @@ def _resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return x
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
-
+# %% ../nbs/05a_baselines.ipynb #f546c5e8
 class HeteCD(BaselineNet):
     "HeteCD-style network (Jing et al. 2025) on two unshared torchvision ResNet-18 encoders, multi-scale fusion, FPN decoder."
     name = "hetecd"
@@ -422,7 +422,7 @@ def load_pretrained_trunks(model: BaselineNet,  # a baseline with ResNet trunks
     loaded = ", ".join(f"{n} {a}/{b}" for n, (a, b) in counts.items())
     return f"{model.name}: ImageNet {arch} weights from {path} ({loaded} tensors; the rest He-normal)"
 
-
+# %% ../nbs/05a_baselines.ipynb #85509c6e
 def build_baseline(variant: str,  # a name in BASELINES
                    opt_bands: int = 3,  # optical bands
                    sar_bands: int = 1,  # SAR bands

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import yaml
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'parse_value', 'Config', 'seed_everything', 'get_device',
@@ -125,53 +126,58 @@ class Config:
         import typing
         return typing.get_type_hints(cls).get(name)
 
-    def override(self,
-                 items: Iterable[str],  # `key=value` strings, dotted keys for nested configs
-                 ) -> "Config":
-        "A copy with `key=value` overrides applied."
-        data = self.to_dict()
-        for item in items:
-            if "=" not in item:
-                raise GoldError(f"override {item!r} is not of the form key=value", path="command line")
-            key, text = item.split("=", 1)
-            node, parts = data, key.strip().split(".")
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    raise GoldError(f"unknown key {key!r} for {type(self).__name__}", path="command line")
-                node = node[part]
-            if parts[-1] not in node:
-                raise GoldError(f"unknown key {key!r} for {type(self).__name__}", path="command line")
-            node[parts[-1]] = parse_value(text)
-        return type(self).from_dict(data, source="command line")
-
-    def save(self,
-             path: str | os.PathLike,  # `.yaml`, `.yml` or `.json`
-             ) -> Path:
-        "Write atomically as YAML or JSON (by extension)."
-        path = Path(path)
-        if path.suffix == ".json":
-            text = json.dumps(self.to_dict(), indent=2) + "\n"
-        else:
-            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        atomic_write_text(path, text)
-        return path
-
-    @classmethod
-    def load(cls,
-             path: str | os.PathLike,  # a YAML or JSON file written by `save` or by hand
+# %% ../nbs/00_core.ipynb #4684580f
+@patch
+def override(self: Config,
+             items: Iterable[str],  # `key=value` strings, dotted keys for nested configs
              ) -> "Config":
-        "Read a YAML or JSON config file."
-        path = Path(path)
-        if not path.is_file():
-            raise GoldError("config file not found", path=path)
-        try:
-            text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as err:
-            raise GoldError(f"cannot parse config ({type(err).__name__})", path=path) from None
-        if data is not None and not isinstance(data, dict):
-            raise GoldError("config must be a mapping of keys to values", path=path)
-        return cls.from_dict(data, source=str(path))
+    "A copy with `key=value` overrides applied."
+    data = self.to_dict()
+    for item in items:
+        if "=" not in item:
+            raise GoldError(f"override {item!r} is not of the form key=value", path="command line")
+        key, text = item.split("=", 1)
+        node, parts = data, key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise GoldError(f"unknown key {key!r} for {type(self).__name__}", path="command line")
+            node = node[part]
+        if parts[-1] not in node:
+            raise GoldError(f"unknown key {key!r} for {type(self).__name__}", path="command line")
+        node[parts[-1]] = parse_value(text)
+    return type(self).from_dict(data, source="command line")
+
+
+@patch
+def save(self: Config,
+         path: str | os.PathLike,  # `.yaml`, `.yml` or `.json`
+         ) -> Path:
+    "Write atomically as YAML or JSON (by extension)."
+    path = Path(path)
+    if path.suffix == ".json":
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+    atomic_write_text(path, text)
+    return path
+
+
+@patch(cls_method=True)
+def load(cls: Config,
+         path: str | os.PathLike,  # a YAML or JSON file written by `save` or by hand
+         ) -> "Config":
+    "Read a YAML or JSON config file."
+    path = Path(path)
+    if not path.is_file():
+        raise GoldError("config file not found", path=path)
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise GoldError(f"cannot parse config ({type(err).__name__})", path=path) from None
+    if data is not None and not isinstance(data, dict):
+        raise GoldError("config must be a mapping of keys to values", path=path)
+    return cls.from_dict(data, source=str(path))
 
 # %% ../nbs/00_core.ipynb #176d3ac1
 def seed_everything(seed: int = 0,  # the one seed of a run

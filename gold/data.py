@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from fastcore.basics import patch
 
 from .core import Config, GoldError, atomic_write_text, get_logger, percentile_stretch, progress
 from .io import open_raster, read_window
@@ -131,7 +132,7 @@ class NormStats(Config):
         mean, std = torch.tensor(self.sar_mean, dtype=x.dtype), torch.tensor(self.sar_std, dtype=x.dtype)
         return (x - mean[:, None, None]) / std[:, None, None]
 
-
+# %% ../nbs/04_data.ipynb #bae42a7a
 def imagenet_optical(opt_bands: int,  # optical bands of the data
                      dtype: str | np.dtype,  # optical data type
                      path: str | os.PathLike | None = None,  # the data, for the error message
@@ -173,7 +174,7 @@ class _Moments:
         std = np.where(std > 0, std, 1.0)
         return (self.ref + m).tolist(), std.tolist()
 
-
+# %% ../nbs/04_data.ipynb #86407f90
 def compute_norm_stats(dataset: "_PairDataset",  # a dataset over the train split (its `stats` are unused)
                        optical: str = "data",  # optical numbers from "data" or "imagenet"
                        fingerprint: str = "",  # recorded with the statistics
@@ -287,7 +288,7 @@ def draw_geometry(g: torch.Generator,  # the random generator
         rot = int(torch.randint(0, 4, (), generator=g)) if oh == ow else 2 * int(torch.randint(0, 2, (), generator=g))
     return dict(top=top, left=left, height=rh, width=rw, out=(oh, ow), hflip=hflip, vflip=vflip, rot=rot)
 
-
+# %% ../nbs/04_data.ipynb #314faa9d
 def apply_geometry(img: torch.Tensor,  # [C, H, W] float images (all of a sample's bands stacked)
                    mask: torch.Tensor,  # [H, W] label
                    p: dict,  # from `draw_geometry`
@@ -357,7 +358,7 @@ class RawTile:
 def _generator_seed() -> int:
     return torch.initial_seed() % 2**63
 
-
+# %% ../nbs/04_data.ipynb #b3528c1f
 class _PairDataset(Dataset):
     """Base of the datasets: turns raw tiles into normalised, optionally augmented samples."""
     kind = "base"
@@ -389,150 +390,172 @@ class _PairDataset(Dataset):
                            self._fingerprint_extra()], sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()
 
-    def _resolve_stats(self, stats) -> NormStats | None:
-        if stats is False:
-            return None
-        if stats is None:
-            train = self if self.split == "train" else self._twin("train")
-            stats = load_or_compute_stats(train, self.optical)
-        elif isinstance(stats, dict):
-            stats = NormStats.from_dict(stats, source="stats")
-        elif isinstance(stats, (str, os.PathLike)):
-            stats = NormStats.load(stats)
-        if not isinstance(stats, NormStats):
-            raise GoldError(f"stats must be NormStats, a dict, a path, None or False, not {type(stats).__name__}",
-                            path=self.root)
-        stats.check_bands(self.opt_bands, self.sar_bands, path=self.root / self.split)
-        return stats
-
-    def _twin(self, split: str) -> "_PairDataset":
-        try:
-            return type(self)(self.root, split, stats=False, sar_units=self.sar_units, **self._source_kwargs())
-        except GoldError as err:
-            raise GoldError(f"cannot compute normalisation statistics ({err}); pass stats= (e.g. from the "
-                            "checkpoint)", path=self.root) from None
-
-    # ---- random generator
-    def reseed(self, seed: int) -> None:
-        "Seed this dataset's augmentation generator (the loader does it per epoch and per worker)."
-        self._gen = torch.Generator().manual_seed(int(seed) % 2**63)
-        self._gen_pid = os.getpid()
-
-    def _generator(self) -> torch.Generator:
-        if self._gen is None or self._gen_pid != os.getpid():   # first use, or a freshly forked worker
-            self.reseed(_generator_seed())
-        return self._gen
-
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_gen"], state["_gen_pid"] = None, None
         return state
 
-    # ---- samples
-    def __len__(self) -> int:
-        return len(self.names)
+# %% ../nbs/04_data.ipynb #4810b94a
+@patch
+def _resolve_stats(self: _PairDataset, stats) -> NormStats | None:
+    if stats is False:
+        return None
+    if stats is None:
+        train = self if self.split == "train" else self._twin("train")
+        stats = load_or_compute_stats(train, self.optical)
+    elif isinstance(stats, dict):
+        stats = NormStats.from_dict(stats, source="stats")
+    elif isinstance(stats, (str, os.PathLike)):
+        stats = NormStats.load(stats)
+    if not isinstance(stats, NormStats):
+        raise GoldError(f"stats must be NormStats, a dict, a path, None or False, not {type(stats).__name__}",
+                        path=self.root)
+    stats.check_bands(self.opt_bands, self.sar_bands, path=self.root / self.split)
+    return stats
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({str(self.root)!r}, split={self.split!r}, tiles={len(self)}, "
-                f"opt_bands={self.opt_bands}, sar_bands={self.sar_bands}, crop={self.crop}, "
-                f"augment={self.aug is not None}, normalised={self.stats is not None})")
 
-    def __getitem__(self, i: int) -> dict:
-        raw = self.read_raw(i, need_opt_t2=self.use_opt_t2)
-        self._check_raw(raw)
-        units = self.sar_units or raw.sar_units
-        if self.stats is not None and sar_space(units) != self.stats.sar_space:
-            raise GoldError(f"SAR units {units} do not match the statistics' {self.stats.sar_space} space",
-                            path=raw.paths.get("sar_t2"))
-        images = [raw.opt_t1.astype(np.float32), sar_to_space(raw.sar_t2, units)]
-        if raw.opt_t2 is not None and self.use_opt_t2:
-            images.append(raw.opt_t2.astype(np.float32))
-        counts = [x.shape[0] for x in images]
-        img = torch.from_numpy(np.concatenate(images) if len(images) > 1 else images[0])
-        mask = torch.from_numpy(np.ascontiguousarray(raw.mask))
-        fill = self._fill_values(counts)
-        invalid = self._invalid(raw, units)
-        if invalid is not None and invalid.any():
-            inv = torch.from_numpy(invalid)
-            img = torch.where(inv, fill[:, None, None], img)
-            mask = mask.masked_fill(inv, IGNORE)
-        transform = raw.transform
+@patch
+def _twin(self: _PairDataset, split: str) -> "_PairDataset":
+    try:
+        return type(self)(self.root, split, stats=False, sar_units=self.sar_units, **self._source_kwargs())
+    except GoldError as err:
+        raise GoldError(f"cannot compute normalisation statistics ({err}); pass stats= (e.g. from the "
+                        "checkpoint)", path=self.root) from None
+
+
+# ---- random generator
+@patch
+def reseed(self: _PairDataset, seed: int) -> None:
+    "Seed this dataset's augmentation generator (the loader does it per epoch and per worker)."
+    self._gen = torch.Generator().manual_seed(int(seed) % 2**63)
+    self._gen_pid = os.getpid()
+
+
+@patch
+def _generator(self: _PairDataset) -> torch.Generator:
+    if self._gen is None or self._gen_pid != os.getpid():   # first use, or a freshly forked worker
+        self.reseed(_generator_seed())
+    return self._gen
+
+
+# ---- samples
+@patch
+def __len__(self: _PairDataset) -> int:
+    return len(self.names)
+
+
+@patch
+def __repr__(self: _PairDataset) -> str:
+    return (f"{type(self).__name__}({str(self.root)!r}, split={self.split!r}, tiles={len(self)}, "
+            f"opt_bands={self.opt_bands}, sar_bands={self.sar_bands}, crop={self.crop}, "
+            f"augment={self.aug is not None}, normalised={self.stats is not None})")
+
+# %% ../nbs/04_data.ipynb #1866905e
+@patch
+def __getitem__(self: _PairDataset, i: int) -> dict:
+    raw = self.read_raw(i, need_opt_t2=self.use_opt_t2)
+    self._check_raw(raw)
+    units = self.sar_units or raw.sar_units
+    if self.stats is not None and sar_space(units) != self.stats.sar_space:
+        raise GoldError(f"SAR units {units} do not match the statistics' {self.stats.sar_space} space",
+                        path=raw.paths.get("sar_t2"))
+    images = [raw.opt_t1.astype(np.float32), sar_to_space(raw.sar_t2, units)]
+    if raw.opt_t2 is not None and self.use_opt_t2:
+        images.append(raw.opt_t2.astype(np.float32))
+    counts = [x.shape[0] for x in images]
+    img = torch.from_numpy(np.concatenate(images) if len(images) > 1 else images[0])
+    mask = torch.from_numpy(np.ascontiguousarray(raw.mask))
+    fill = self._fill_values(counts)
+    invalid = self._invalid(raw, units)
+    if invalid is not None and invalid.any():
+        inv = torch.from_numpy(invalid)
+        img = torch.where(inv, fill[:, None, None], img)
+        mask = mask.masked_fill(inv, IGNORE)
+    transform = raw.transform
+    h, w = mask.shape
+    out = self.crop or (h, w)
+    if h < out[0] or w < out[1]:
+        if not self.pad:
+            raise GoldError(f"tile is {h}x{w} px, smaller than the crop {out[0]}x{out[1]}; use a smaller "
+                            "crop or pad=True", path=raw.paths.get("opt_t1"))
+        img, mask = _pad(img, mask, out, fill)
         h, w = mask.shape
-        out = self.crop or (h, w)
-        if h < out[0] or w < out[1]:
-            if not self.pad:
-                raise GoldError(f"tile is {h}x{w} px, smaller than the crop {out[0]}x{out[1]}; use a smaller "
-                                "crop or pad=True", path=raw.paths.get("opt_t1"))
-            img, mask = _pad(img, mask, out, fill)
-            h, w = mask.shape
-        g = self._generator() if self.aug is not None else None
-        if self.aug is not None:
-            img, mask = apply_geometry(img, mask, draw_geometry(g, (h, w), out, self.aug))
-        elif (h, w) != tuple(out):
-            top, left = (h - out[0]) // 2, (w - out[1]) // 2
-            img, mask = img[:, top:top + out[0], left:left + out[1]].contiguous(), mask[top:top + out[0], left:left + out[1]]
-            a, b, c, d, e, f = transform
-            transform = (a, b, c + left * a + top * b, d, e, f + left * d + top * e)
-        img = img.contiguous()
-        parts = list(torch.split(img, counts))          # views: in-place changes below land in `img`
-        if self.aug is not None:
-            jitter = draw_jitter(g, self.aug)
-            if jitter is not None:                       # optical t1 and t2 only, one shared draw
-                bounds = _dtype_bounds(raw.opt_dtype)
-                for k in [0] + list(range(2, len(parts))):
-                    apply_jitter(parts[k], jitter, bounds, inplace=True)
-        if self.stats is not None:
-            mean, std = self._mean_std(len(counts) > 2)
-            img.sub_(mean[:, None, None]).div_(std[:, None, None])
-        sample = {"opt_t1": parts[0], "sar_t2": parts[1]}
-        if len(parts) > 2:
-            sample["opt_t2"] = parts[2]
-        sample.update(mask=mask.long(), name=raw.name, crs=raw.crs, transform=tuple(float(v) for v in transform))
-        return sample
+    g = self._generator() if self.aug is not None else None
+    if self.aug is not None:
+        img, mask = apply_geometry(img, mask, draw_geometry(g, (h, w), out, self.aug))
+    elif (h, w) != tuple(out):
+        top, left = (h - out[0]) // 2, (w - out[1]) // 2
+        img, mask = img[:, top:top + out[0], left:left + out[1]].contiguous(), mask[top:top + out[0], left:left + out[1]]
+        a, b, c, d, e, f = transform
+        transform = (a, b, c + left * a + top * b, d, e, f + left * d + top * e)
+    img = img.contiguous()
+    parts = list(torch.split(img, counts))          # views: in-place changes below land in `img`
+    if self.aug is not None:
+        jitter = draw_jitter(g, self.aug)
+        if jitter is not None:                       # optical t1 and t2 only, one shared draw
+            bounds = _dtype_bounds(raw.opt_dtype)
+            for k in [0] + list(range(2, len(parts))):
+                apply_jitter(parts[k], jitter, bounds, inplace=True)
+    if self.stats is not None:
+        mean, std = self._mean_std(len(counts) > 2)
+        img.sub_(mean[:, None, None]).div_(std[:, None, None])
+    sample = {"opt_t1": parts[0], "sar_t2": parts[1]}
+    if len(parts) > 2:
+        sample["opt_t2"] = parts[2]
+    sample.update(mask=mask.long(), name=raw.name, crs=raw.crs, transform=tuple(float(v) for v in transform))
+    return sample
 
-    def _check_raw(self, raw: RawTile) -> None:
-        if raw.opt_t1.shape[0] != self.opt_bands:
-            raise GoldError(f"optical t1 has {raw.opt_t1.shape[0]} bands, the split's first tile "
-                            f"{self.opt_bands}", path=raw.paths.get("opt_t1"))
-        if raw.sar_t2.shape[0] != self.sar_bands:
-            raise GoldError(f"SAR t2 has {raw.sar_t2.shape[0]} bands, the split's first tile {self.sar_bands}",
-                            path=raw.paths.get("sar_t2"))
-        if raw.opt_t2 is not None and raw.opt_t2.shape[0] != self.opt_bands:
-            raise GoldError(f"optical t2 has {raw.opt_t2.shape[0]} bands, optical t1 {self.opt_bands}",
-                            path=raw.paths.get("opt_t2"))
-        shape = raw.mask.shape
-        for role in ("opt_t1", "sar_t2", "opt_t2"):
-            x = getattr(raw, role)
-            if x is not None and x.shape[1:] != shape:
-                raise GoldError(f"{role} is {x.shape[1]}x{x.shape[2]} px but the label is {shape[0]}x{shape[1]}",
-                                path=raw.paths.get(role))
+# %% ../nbs/04_data.ipynb #18ca508f
+@patch
+def _check_raw(self: _PairDataset, raw: RawTile) -> None:
+    if raw.opt_t1.shape[0] != self.opt_bands:
+        raise GoldError(f"optical t1 has {raw.opt_t1.shape[0]} bands, the split's first tile "
+                        f"{self.opt_bands}", path=raw.paths.get("opt_t1"))
+    if raw.sar_t2.shape[0] != self.sar_bands:
+        raise GoldError(f"SAR t2 has {raw.sar_t2.shape[0]} bands, the split's first tile {self.sar_bands}",
+                        path=raw.paths.get("sar_t2"))
+    if raw.opt_t2 is not None and raw.opt_t2.shape[0] != self.opt_bands:
+        raise GoldError(f"optical t2 has {raw.opt_t2.shape[0]} bands, optical t1 {self.opt_bands}",
+                        path=raw.paths.get("opt_t2"))
+    shape = raw.mask.shape
+    for role in ("opt_t1", "sar_t2", "opt_t2"):
+        x = getattr(raw, role)
+        if x is not None and x.shape[1:] != shape:
+            raise GoldError(f"{role} is {x.shape[1]}x{x.shape[2]} px but the label is {shape[0]}x{shape[1]}",
+                            path=raw.paths.get(role))
 
-    def _mean_std(self, with_c: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        "Per-channel mean and std of the stacked images (optical t1, SAR t2[, optical t2])."
-        st = self.stats
-        mean, std = list(st.opt_mean) + list(st.sar_mean), list(st.opt_std) + list(st.sar_std)
-        if with_c:
-            mean, std = mean + list(st.opt_mean), std + list(st.opt_std)
-        return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 
-    def _fill_values(self, counts: list[int]) -> torch.Tensor:
-        "Per-band values that normalise to 0 (the stats' means; 0 without stats)."
-        if self.stats is None:
-            return torch.zeros(sum(counts))
-        return self._mean_std(len(counts) > 2)[0]
+@patch
+def _mean_std(self: _PairDataset, with_c: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-channel mean and std of the stacked images (optical t1, SAR t2[, optical t2])."
+    st = self.stats
+    mean, std = list(st.opt_mean) + list(st.sar_mean), list(st.opt_std) + list(st.sar_std)
+    if with_c:
+        mean, std = mean + list(st.opt_mean), std + list(st.opt_std)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 
-    def _invalid(self, raw: RawTile, units: str) -> np.ndarray | None:
-        "[H, W] True where any image has an invalid value (None when none can)."
-        invalid = None
-        for x, nodata, pos in ((raw.opt_t1, raw.opt_nodata, False), (raw.sar_t2, raw.sar_nodata, units == "linear"),
-                               (raw.opt_t2 if self.use_opt_t2 else None, raw.opt_nodata, False)):
-            if x is None:
-                continue
-            ok = valid_bands(x, nodata, positive=pos)
-            if ok is not None:
-                bad = ~ok.all(0)
-                invalid = bad if invalid is None else invalid | bad
-        return invalid
+
+@patch
+def _fill_values(self: _PairDataset, counts: list[int]) -> torch.Tensor:
+    "Per-band values that normalise to 0 (the stats' means; 0 without stats)."
+    if self.stats is None:
+        return torch.zeros(sum(counts))
+    return self._mean_std(len(counts) > 2)[0]
+
+
+@patch
+def _invalid(self: _PairDataset, raw: RawTile, units: str) -> np.ndarray | None:
+    "[H, W] True where any image has an invalid value (None when none can)."
+    invalid = None
+    for x, nodata, pos in ((raw.opt_t1, raw.opt_nodata, False), (raw.sar_t2, raw.sar_nodata, units == "linear"),
+                           (raw.opt_t2 if self.use_opt_t2 else None, raw.opt_nodata, False)):
+        if x is None:
+            continue
+        ok = valid_bands(x, nodata, positive=pos)
+        if ok is not None:
+            bad = ~ok.all(0)
+            invalid = bad if invalid is None else invalid | bad
+    return invalid
 
 # %% ../nbs/04_data.ipynb #072f930d
 def _pad(img: torch.Tensor, mask: torch.Tensor, out: tuple[int, int], fill: torch.Tensor):
@@ -641,46 +664,52 @@ class TileDataset(_PairDataset):
                                 path=folder / sub / f"{missing[0]}.tif")
         return names
 
-    def _path(self, name: str, sub: str) -> Path:
-        return self.root / self.split / sub / f"{name}.tif"
+# %% ../nbs/04_data.ipynb #1319dd3b
+@patch
+def _path(self: TileDataset, name: str, sub: str) -> Path:
+    return self.root / self.split / sub / f"{name}.tif"
 
-    def _fingerprint_extra(self) -> str:
-        cfg = self.root / "preprocess.json"
-        return hashlib.sha1(cfg.read_bytes()).hexdigest() if cfg.is_file() else ""
 
-    def read_raw(self,
-                 i: int,  # tile index
-                 need_opt_t2: bool = True,  # read optical t2 when the tile has it
-                 ) -> RawTile:
-        "The arrays of tile `i` as stored."
-        name = self.names[i]
-        paths = {"opt_t1": self._path(name, "A"), "sar_t2": self._path(name, "B"), "label": self._path(name, "label")}
-        with open_raster(paths["opt_t1"]) as ds:
-            a = read_window(ds, path=paths["opt_t1"])
-            crs = ds.crs.to_wkt() if ds.crs else ""
-            transform, opt_nodata = tuple(ds.transform)[:6], ds.nodata
-        with open_raster(paths["sar_t2"]) as ds:
-            b = read_window(ds, path=paths["sar_t2"])
-            tag, sar_nodata = ds.tags().get("units"), ds.nodata
-        units = self.sar_units or sar_units_of(tag, b.dtype, b, path=paths["sar_t2"])
-        if not tag and self.sar_units is None and b.dtype != np.uint8 and not self._guessed:
-            log.warning("%s: SAR tile has no units tag; reading it as %s (pass sar_units= to say)",
-                        paths["sar_t2"], units)
-            self._guessed = True
-        c = None
-        if need_opt_t2 and name in self.with_c:
-            paths["opt_t2"] = self._path(name, "C")
-            with open_raster(paths["opt_t2"]) as ds:
-                c = read_window(ds, path=paths["opt_t2"])
-        with open_raster(paths["label"]) as ds:
-            m = read_window(ds, path=paths["label"], indexes=1)
-        if m.dtype != np.uint8 or ((m > 1) & (m != IGNORE)).any():
-            bad = sorted(set(np.unique(m).tolist()) - {0, 1, IGNORE})[:5]
-            raise GoldError(f"label tile holds values {bad or m.dtype.name} outside 0/1/255", path=paths["label"])
-        own = self.owned.get(name)
-        if own is not None:
-            m = np.where(own, m, np.uint8(IGNORE))
-        return RawTile(a, b, c, m, name, crs, transform, units, a.dtype.name, opt_nodata, sar_nodata, paths)
+@patch
+def _fingerprint_extra(self: TileDataset) -> str:
+    cfg = self.root / "preprocess.json"
+    return hashlib.sha1(cfg.read_bytes()).hexdigest() if cfg.is_file() else ""
+
+
+@patch
+def read_raw(self: TileDataset,
+             i: int,  # tile index
+             need_opt_t2: bool = True,  # read optical t2 when the tile has it
+             ) -> RawTile:
+    "The arrays of tile `i` as stored."
+    name = self.names[i]
+    paths = {"opt_t1": self._path(name, "A"), "sar_t2": self._path(name, "B"), "label": self._path(name, "label")}
+    with open_raster(paths["opt_t1"]) as ds:
+        a = read_window(ds, path=paths["opt_t1"])
+        crs = ds.crs.to_wkt() if ds.crs else ""
+        transform, opt_nodata = tuple(ds.transform)[:6], ds.nodata
+    with open_raster(paths["sar_t2"]) as ds:
+        b = read_window(ds, path=paths["sar_t2"])
+        tag, sar_nodata = ds.tags().get("units"), ds.nodata
+    units = self.sar_units or sar_units_of(tag, b.dtype, b, path=paths["sar_t2"])
+    if not tag and self.sar_units is None and b.dtype != np.uint8 and not self._guessed:
+        log.warning("%s: SAR tile has no units tag; reading it as %s (pass sar_units= to say)",
+                    paths["sar_t2"], units)
+        self._guessed = True
+    c = None
+    if need_opt_t2 and name in self.with_c:
+        paths["opt_t2"] = self._path(name, "C")
+        with open_raster(paths["opt_t2"]) as ds:
+            c = read_window(ds, path=paths["opt_t2"])
+    with open_raster(paths["label"]) as ds:
+        m = read_window(ds, path=paths["label"], indexes=1)
+    if m.dtype != np.uint8 or ((m > 1) & (m != IGNORE)).any():
+        bad = sorted(set(np.unique(m).tolist()) - {0, 1, IGNORE})[:5]
+        raise GoldError(f"label tile holds values {bad or m.dtype.name} outside 0/1/255", path=paths["label"])
+    own = self.owned.get(name)
+    if own is not None:
+        m = np.where(own, m, np.uint8(IGNORE))
+    return RawTile(a, b, c, m, name, crs, transform, units, a.dtype.name, opt_nodata, sar_nodata, paths)
 
 # %% ../nbs/04_data.ipynb #538175bc
 PIXEL_GRID = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # identity transform of an image without georeferencing
@@ -704,7 +733,7 @@ def _read_png(path: Path) -> np.ndarray:
         arr = arr[:, :, :-1]
     return np.ascontiguousarray(np.moveaxis(arr, -1, 0))
 
-
+# %% ../nbs/04_data.ipynb #503f88f7
 class PublishedDataset(_PairDataset):
     """Samples from the original GOLD project's published PNG layout."""
     kind = "published"
@@ -749,27 +778,29 @@ class PublishedDataset(_PairDataset):
     def _source_kwargs(self) -> dict:
         return {"sar_bands": self.want_sar_bands, "label_threshold": self.label_threshold}
 
-    def read_raw(self,
-                 i: int,  # image index
-                 need_opt_t2: bool = True,  # read optical t2 when present
-                 ) -> RawTile:
-        "The arrays of image `i` as stored (SAR channels collapsed when asked, label as 0/1)."
-        name, folder = self.names[i], self.root / self.split
-        paths = {"opt_t1": folder / "A" / f"{name}.png", "sar_t2": folder / "B" / f"{name}.png",
-                 "label": self.label_dir / f"{name}.png"}
-        a, b = _read_png(paths["opt_t1"]), _read_png(paths["sar_t2"])
-        if self.want_sar_bands is not None and b.shape[0] != self.want_sar_bands:
-            if self.want_sar_bands != 1 or not (b == b[:1]).all():
-                raise GoldError(f"SAR image has {b.shape[0]} differing channels; cannot keep "
-                                f"{self.want_sar_bands}", path=paths["sar_t2"])
-            b = b[:1]
-        c = None
-        if need_opt_t2 and name in self.with_c:
-            paths["opt_t2"] = folder / "C" / f"{name}.png"
-            c = _read_png(paths["opt_t2"])
-        m = (_read_png(paths["label"])[0] >= self.label_threshold).astype(np.uint8)
-        units = self.sar_units or "amplitude_dn"
-        return RawTile(a, b, c, m, name, "", PIXEL_GRID, units, a.dtype.name, None, None, paths)
+# %% ../nbs/04_data.ipynb #3efeb09a
+@patch
+def read_raw(self: PublishedDataset,
+             i: int,  # image index
+             need_opt_t2: bool = True,  # read optical t2 when present
+             ) -> RawTile:
+    "The arrays of image `i` as stored (SAR channels collapsed when asked, label as 0/1)."
+    name, folder = self.names[i], self.root / self.split
+    paths = {"opt_t1": folder / "A" / f"{name}.png", "sar_t2": folder / "B" / f"{name}.png",
+             "label": self.label_dir / f"{name}.png"}
+    a, b = _read_png(paths["opt_t1"]), _read_png(paths["sar_t2"])
+    if self.want_sar_bands is not None and b.shape[0] != self.want_sar_bands:
+        if self.want_sar_bands != 1 or not (b == b[:1]).all():
+            raise GoldError(f"SAR image has {b.shape[0]} differing channels; cannot keep "
+                            f"{self.want_sar_bands}", path=paths["sar_t2"])
+        b = b[:1]
+    c = None
+    if need_opt_t2 and name in self.with_c:
+        paths["opt_t2"] = folder / "C" / f"{name}.png"
+        c = _read_png(paths["opt_t2"])
+    m = (_read_png(paths["label"])[0] >= self.label_threshold).astype(np.uint8)
+    units = self.sar_units or "amplitude_dn"
+    return RawTile(a, b, c, m, name, "", PIXEL_GRID, units, a.dtype.name, None, None, paths)
 
 # %% ../nbs/04_data.ipynb #2c31cd80
 def collate(samples: Sequence[dict],  # samples from a dataset
@@ -832,7 +863,7 @@ class GoldLoader(DataLoader):
             _reseed(self.dataset, int(torch.randint(0, 2**62, (), generator=self.generator)))
         return super().__iter__()
 
-
+# %% ../nbs/04_data.ipynb #e42bd481
 def make_loader(dataset: Dataset,  # a TileDataset, PublishedDataset (or any map-style dataset of samples)
                 batch_size: int = 8,  # samples per batch (per process when distributed)
                 shuffle: bool | None = None,  # default: True for a dataset with augmentation

@@ -91,7 +91,7 @@ def template_parameters(path: str | os.PathLike,  # a template notebook
                         params[t.id] = ast.unparse(node.value)
     return params
 
-
+# %% ../nbs/12_experiments.ipynb #ed9c11cc
 def check_template(path: str | os.PathLike,  # a template notebook
                    ) -> list[str]:
     "What is wrong with a template (empty when it follows the conventions)."
@@ -144,7 +144,7 @@ def _template_path(name: str, templates: Path, near: Path | None = None) -> Path
     available = sorted({q.stem for q in templates.glob("*.ipynb")} | {q.stem for q in templates.glob("*.yaml")})
     raise GoldError(f"no experiment {name!r}; available in {templates}: {', '.join(available) or 'none'}", path=name)
 
-
+# %% ../nbs/12_experiments.ipynb #ec31ec16
 def find_experiment(name: str,  # an experiment name, a template `.ipynb` or a grid `.yaml`
                     grid_file: str | os.PathLike | None = None,  # an explicit grid file (`-f`)
                     templates: str | os.PathLike | None = None,  # the templates folder
@@ -297,7 +297,7 @@ def _kernel_arguments(kernel: str) -> list[str]:
         return []
     return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
 
-
+# %% ../nbs/12_experiments.ipynb #1f7c7ae6
 def execute_run(template: str | os.PathLike,  # the template notebook
                 folder: str | os.PathLike,  # the run folder (emptied first)
                 params: dict[str, Any],  # explicit parameters
@@ -435,7 +435,7 @@ def _varying_params(runs: pd.DataFrame) -> list[str]:
     first = runs.groupby("config", sort=False).first()
     return [c for c in cols if first[c].astype(str).nunique() > 1]
 
-
+# %% ../nbs/12_experiments.ipynb #337f07a8
 def summarise_runs(runs: pd.DataFrame,  # from `collect_runs`
                    scores: Sequence[str] = SCORES,  # score names (recorded as <prefix><name>, teacher_<name>)
                    extra: Sequence[str] = ("train_seconds",),  # other metrics to average when present
@@ -783,7 +783,7 @@ def add_report_args(parser: argparse.ArgumentParser,  # the `gold report` parser
                         help="configuration label whose teacher scores to add as the upper-bound row "
                              "(default: the grid's report.teacher_of)")
 
-
+# %% ../nbs/12_experiments.ipynb #b020b5dd
 def run_report(args: argparse.Namespace,  # parsed `gold report` arguments
                ) -> dict:
     "Run `gold report` (or `gold report --check`)."

@@ -390,7 +390,7 @@ def quantise(p: np.ndarray,  # p(change), NaN where nodata
         m = np.where(valid, p > threshold, NODATA).astype(np.uint8)
     return q, m
 
-
+# %% ../nbs/09_infer.ipynb #0d36d985
 class RasterOutputs:
     """The contract's GeoTIFFs, open for writing row block by row block."""
     RESAMPLING = {"probability": Resampling.average, "change_mask": Resampling.mode, "errors": Resampling.mode}
@@ -443,7 +443,7 @@ class _Part:
     pixels: int  # change pixels
     prob_sum: float  # sum of p(change) over them
 
-
+# %% ../nbs/09_infer.ipynb #6ee8768a
 CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}  # EPSG:4326, lon/lat order
 
 
@@ -624,7 +624,7 @@ class PredictOptions:
             raise GoldError("min-area and simplify must not be negative", path="--min-area/--simplify")
         return self
 
-
+# %% ../nbs/09_infer.ipynb #17916007
 @dataclasses.dataclass
 class _Job:
     """One scene prediction: its files, options, model metadata and how it runs (what summary.json describes)."""
@@ -682,7 +682,7 @@ def _predict_shard(open_source, predict, path: Path) -> None:
     if failed:
         raise GoldError(f"a rank failed ({failed[0]})")
 
-
+# %% ../nbs/09_infer.ipynb #eb250e2d
 def _read_rank_windows(files: Sequence[Path], plan: WindowPlan) -> Iterator[tuple[int, np.ndarray]]:
     "Every window's probabilities, in order, from the per-rank files (window i is in file i % len(files))."
     n, size = len(files), plan.height * plan.width
@@ -721,7 +721,7 @@ class _LabelRows:
     def close(self) -> None:
         self._cm.__exit__(None, None, None)
 
-
+# %% ../nbs/09_infer.ipynb #83f7cfa3
 def _assemble(probs, plan: WindowPlan, inputs: PredictInputs, staging: _Staging, threshold: float,
               label: Path | None, tags: dict) -> dict:
     "Write the rasters from window probabilities; return counts (and scores with a label)."

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .core import Config, GoldError, get_logger
 
@@ -81,7 +82,7 @@ def resolve_class_weights(setting: Sequence[float] | str,  # [background, change
                         path="loss.class_weights")
     return tuple(float(v) for v in setting)
 
-
+# %% ../nbs/06_losses.ipynb #5b28e1db
 def cd_loss(logits: torch.Tensor,  # [B, 2, H, W]
             target: torch.Tensor,  # [B, H, W] int labels
             class_weights: Sequence[float] = (0.1, 0.9),  # CE weights: background, change
@@ -249,7 +250,7 @@ def initial_log_variance(init: Sequence[float],  # initial weights of one group
     w = torch.tensor([max(float(v), floor) for v in init], dtype=torch.float32)
     return -torch.log(torch.expm1(w))
 
-
+# %% ../nbs/06_losses.ipynb #cfa10fb9
 class DynamicWeights(nn.Module):
     "Hierarchical uncertainty weights: learnable log-variances per group, warm-up mix, task clip."
 
@@ -291,26 +292,30 @@ class DynamicWeights(nn.Module):
         "Weights of every group at `epoch`."
         return {g: self.group_weights(g, epoch) for g in GROUPS}
 
-    def regulariser(self,
-                    losses: dict[str, dict[str, torch.Tensor]],  # losses[group][name] of the present terms
-                    ) -> torch.Tensor:
-        "Uncertainty objective sum_i p_i L_i - log p_i over the present terms (losses detached)."
-        total = self.s["task"].new_zeros(())
-        if not self.learn:
-            return total
-        for g, names in GROUPS.items():
-            p = F.softplus(-self.s[g])
-            for i, name in enumerate(names):
-                if name in losses.get(g, {}):
-                    total = total + p[i] * losses[g][name].detach().float() - torch.log(p[i])
+# %% ../nbs/06_losses.ipynb #dfbbf1f0
+@patch
+def regulariser(self: DynamicWeights,
+                losses: dict[str, dict[str, torch.Tensor]],  # losses[group][name] of the present terms
+                ) -> torch.Tensor:
+    "Uncertainty objective sum_i p_i L_i - log p_i over the present terms (losses detached)."
+    total = self.s["task"].new_zeros(())
+    if not self.learn:
         return total
+    for g, names in GROUPS.items():
+        p = F.softplus(-self.s[g])
+        for i, name in enumerate(names):
+            if name in losses.get(g, {}):
+                total = total + p[i] * losses[g][name].detach().float() - torch.log(p[i])
+    return total
 
-    def as_dict(self,
-                epoch: float,  # current epoch
-                ) -> dict[str, float]:
-        "Every group's weights as floats, `w_<group>_<term>`, for logging."
-        ws = self(epoch)
-        return {f"w_{g}_{n}": float(v) for g, names in GROUPS.items() for n, v in zip(names, ws[g].tolist())}
+
+@patch
+def as_dict(self: DynamicWeights,
+            epoch: float,  # current epoch
+            ) -> dict[str, float]:
+    "Every group's weights as floats, `w_<group>_<term>`, for logging."
+    ws = self(epoch)
+    return {f"w_{g}_{n}": float(v) for g, names in GROUPS.items() for n, v in zip(names, ws[g].tolist())}
 
 # %% ../nbs/06_losses.ipynb #1417ccc1
 def _list(*values):
@@ -403,70 +408,74 @@ class GoldLoss(nn.Module):
         return (weighted_ce(logits, target, self.class_weights, cfg.ignore_index),
                 dice_loss(logits, target, cfg.ignore_index))
 
-    def terms(self,
-              out,  # a GoldOutput (or any object with its attributes)
-              target: torch.Tensor,  # [B, H, W] int labels
-              ) -> dict[str, dict[str, torch.Tensor]]:
-        "Every loss term that applies to this output, by group and name (unweighted)."
-        cfg = self.config
-        t = (lambda x: x) if cfg.two_way else (lambda x: x.detach())
-        ce, dice = self._cd(out.logits, target)
-        terms = {"cd": {"student": ce + cfg.dice_weight * dice}, "distill": {}, "att": {},
-                 "parts": {"ce_student": ce, "dice_student": dice}}
-        if getattr(out, "teacher_logits", None) is None or not cfg.uses_teacher:
-            return terms
-        if cfg.teacher_cd:
-            ce_t, dice_t = self._cd(out.teacher_logits, target)
-            terms["cd"]["teacher"] = ce_t + cfg.dice_weight * dice_t
-            terms["parts"].update(ce_teacher=ce_t, dice_teacher=dice_t)
-        f_s, f_t = out.student_enhanced, t(out.teacher_enhanced)
-        need_maps = cfg.attention or (cfg.distill and cfg.region)
-        if need_maps:
-            f_at = out.f_a if getattr(out, "f_a_teacher", None) is None else out.f_a_teacher
-            d_s, d_t = difference_map(out.f_a, out.f_b), difference_map(t(f_at), t(out.f_c))
-        if cfg.distill:
-            if cfg.region:
-                terms["distill"]["feat"] = region_loss(f_s, f_t, d_s, d_t)
-            else:
-                mask = change_mask(target, f_s.shape[-2:], cfg.change_weight, cfg.background_weight,
-                                   cfg.ignore_weight, cfg.ignore_index)
-                if cfg.feat_adapter and self.adapter is None:
-                    raise GoldError("feat_adapter needs the enhanced feature width: GoldLoss(feat_channels=...)",
-                                    path="loss")
-                f_h = f_s if self.adapter is None else self.adapter(f_s.float())
-                terms["distill"]["feat"] = feature_distillation(f_h, f_t, mask, cfg.feat_mse, cfg.feat_cos)
-            terms["distill"]["out"] = output_distillation(out.logits, t(out.teacher_logits), cfg.temperature)
-        if cfg.attention:
-            terms["att"] = attention_transfer(f_s, f_t, d_s, d_t)
+# %% ../nbs/06_losses.ipynb #0e0be058
+@patch
+def terms(self: GoldLoss,
+          out,  # a GoldOutput (or any object with its attributes)
+          target: torch.Tensor,  # [B, H, W] int labels
+          ) -> dict[str, dict[str, torch.Tensor]]:
+    "Every loss term that applies to this output, by group and name (unweighted)."
+    cfg = self.config
+    t = (lambda x: x) if cfg.two_way else (lambda x: x.detach())
+    ce, dice = self._cd(out.logits, target)
+    terms = {"cd": {"student": ce + cfg.dice_weight * dice}, "distill": {}, "att": {},
+             "parts": {"ce_student": ce, "dice_student": dice}}
+    if getattr(out, "teacher_logits", None) is None or not cfg.uses_teacher:
         return terms
+    if cfg.teacher_cd:
+        ce_t, dice_t = self._cd(out.teacher_logits, target)
+        terms["cd"]["teacher"] = ce_t + cfg.dice_weight * dice_t
+        terms["parts"].update(ce_teacher=ce_t, dice_teacher=dice_t)
+    f_s, f_t = out.student_enhanced, t(out.teacher_enhanced)
+    need_maps = cfg.attention or (cfg.distill and cfg.region)
+    if need_maps:
+        f_at = out.f_a if getattr(out, "f_a_teacher", None) is None else out.f_a_teacher
+        d_s, d_t = difference_map(out.f_a, out.f_b), difference_map(t(f_at), t(out.f_c))
+    if cfg.distill:
+        if cfg.region:
+            terms["distill"]["feat"] = region_loss(f_s, f_t, d_s, d_t)
+        else:
+            mask = change_mask(target, f_s.shape[-2:], cfg.change_weight, cfg.background_weight,
+                               cfg.ignore_weight, cfg.ignore_index)
+            if cfg.feat_adapter and self.adapter is None:
+                raise GoldError("feat_adapter needs the enhanced feature width: GoldLoss(feat_channels=...)",
+                                path="loss")
+            f_h = f_s if self.adapter is None else self.adapter(f_s.float())
+            terms["distill"]["feat"] = feature_distillation(f_h, f_t, mask, cfg.feat_mse, cfg.feat_cos)
+        terms["distill"]["out"] = output_distillation(out.logits, t(out.teacher_logits), cfg.temperature)
+    if cfg.attention:
+        terms["att"] = attention_transfer(f_s, f_t, d_s, d_t)
+    return terms
 
-    def forward(self,
-                out,  # a GoldOutput (or any object with its attributes)
-                target: torch.Tensor,  # [B, H, W] int labels (0, 1, ignore_index)
-                epoch: float = 0,  # current epoch, for the warm-up
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        "Total loss to backpropagate, and every term and weight as floats."
-        cfg = self.config
-        terms = self.terms(out, target)
-        w = self.weights(epoch)
-        a = warmup_alpha(epoch, cfg.warmup) if cfg.ramp else 1.0
-        zero = out.logits.new_zeros((), dtype=torch.float32)
-        cd, dist, att = terms["cd"], terms["distill"], terms["att"]
-        student = cd["student"] if cfg.student_cd else zero
-        cd_raw = w["cd"][0] * student + w["cd"][1] * cd.get("teacher", zero)
-        distill_raw = w["distill"][0] * dist.get("feat", zero) + w["distill"][1] * dist.get("out", zero)
-        att_raw = sum((w["att"][i] * att[n] for i, n in enumerate(GROUPS["att"]) if n in att), zero)
-        l_cd = w["cd"][0] * student + a * w["cd"][1] * cd.get("teacher", zero)
-        loss = w["task"][0] * l_cd + a * (w["task"][1] * distill_raw + w["task"][2] * att_raw)
-        task = {"cd": cd_raw, **({"distill": distill_raw} if dist else {}), **({"att": att_raw} if att else {})}
-        reg = self.weights.regulariser({"task": task, "cd": cd if cfg.student_cd else {"teacher": cd["teacher"]},
-                                        "distill": dist, "att": att})
-        total = loss + reg
-        named = {"total": total, "loss": loss, "reg": reg, **terms["parts"],
-                 **{f"cd_{k}": v for k, v in cd.items()}, **{f"distill_{k}": v for k, v in dist.items()},
-                 **{f"att_{k}": v for k, v in att.items()},
-                 **{f"w_{g}_{n}": w[g][i] for g, names in GROUPS.items() for i, n in enumerate(names)}}
-        values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()  # one sync
-        logs = dict(zip(named, values))
-        logs["alpha"] = a
-        return total, logs
+# %% ../nbs/06_losses.ipynb #e7d98516
+@patch
+def forward(self: GoldLoss,
+            out,  # a GoldOutput (or any object with its attributes)
+            target: torch.Tensor,  # [B, H, W] int labels (0, 1, ignore_index)
+            epoch: float = 0,  # current epoch, for the warm-up
+            ) -> tuple[torch.Tensor, dict[str, float]]:
+    "Total loss to backpropagate, and every term and weight as floats."
+    cfg = self.config
+    terms = self.terms(out, target)
+    w = self.weights(epoch)
+    a = warmup_alpha(epoch, cfg.warmup) if cfg.ramp else 1.0
+    zero = out.logits.new_zeros((), dtype=torch.float32)
+    cd, dist, att = terms["cd"], terms["distill"], terms["att"]
+    student = cd["student"] if cfg.student_cd else zero
+    cd_raw = w["cd"][0] * student + w["cd"][1] * cd.get("teacher", zero)
+    distill_raw = w["distill"][0] * dist.get("feat", zero) + w["distill"][1] * dist.get("out", zero)
+    att_raw = sum((w["att"][i] * att[n] for i, n in enumerate(GROUPS["att"]) if n in att), zero)
+    l_cd = w["cd"][0] * student + a * w["cd"][1] * cd.get("teacher", zero)
+    loss = w["task"][0] * l_cd + a * (w["task"][1] * distill_raw + w["task"][2] * att_raw)
+    task = {"cd": cd_raw, **({"distill": distill_raw} if dist else {}), **({"att": att_raw} if att else {})}
+    reg = self.weights.regulariser({"task": task, "cd": cd if cfg.student_cd else {"teacher": cd["teacher"]},
+                                    "distill": dist, "att": att})
+    total = loss + reg
+    named = {"total": total, "loss": loss, "reg": reg, **terms["parts"],
+             **{f"cd_{k}": v for k, v in cd.items()}, **{f"distill_{k}": v for k, v in dist.items()},
+             **{f"att_{k}": v for k, v in att.items()},
+             **{f"w_{g}_{n}": w[g][i] for g, names in GROUPS.items() for i, n in enumerate(names)}}
+    values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()  # one sync
+    logs = dict(zip(named, values))
+    logs["alpha"] = a
+    return total, logs

@@ -25,6 +25,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
+from fastcore.basics import patch
 
 from .core import GoldError, atomic_path, atomic_write_text, get_logger, percentile_stretch, read_json
 from .io import (PROB_SCALE, Grid, Scene, check_scene, crs_member, find_scenes, open_raster, read_window,
@@ -133,7 +134,6 @@ LONLAT = CRS.from_epsg(4326)
 PIXEL_GRID_M = 10.0  # metres per pixel when a scene without CRS is placed on the map
 _M_PER_PX_Z0 = 2 * math.pi * 6378137.0 / 256  # Web Mercator metres per screen pixel at zoom 0
 
-
 @dataclasses.dataclass(frozen=True)
 class DisplayGrid:
     """A scene's footprint on a Web Mercator grid, for drawing it on web maps."""
@@ -172,74 +172,85 @@ class DisplayGrid:
         "(left, bottom, right, top) in EPSG:3857 metres."
         return rasterio.transform.array_bounds(self.height, self.width, self.transform)
 
-    @property
-    def lonlat_bounds(self) -> tuple[float, float, float, float]:
-        "(west, south, east, north) in degrees."
-        from rasterio.warp import transform
-        l, b, r, t = self.mercator_bounds
-        xs, ys = transform(WEB_MERCATOR, LONLAT, [l, r], [b, t])
-        return xs[0], ys[0], xs[1], ys[1]
-
-    def corners(self) -> list[list[float]]:
-        "Image corners [lon, lat]: top-left, top-right, bottom-right, bottom-left (MapLibre's order)."
-        w, s, e, n = self.lonlat_bounds
-        return [[w, n], [e, n], [e, s], [w, s]]
-
-    def view(self, width_px: int = 480,  # map width on screen
-             height_px: int = 440,  # map height on screen
-             ) -> tuple[tuple[float, float], int]:
-        "((lat, lon) centre, integer zoom) that fits the scene in a map of this size."
-        l, b, r, t = self.mercator_bounds
-        scale = max((r - l) / width_px, (t - b) / height_px, 1e-9)
-        zoom = int(np.clip(math.floor(math.log2(_M_PER_PX_Z0 / scale)), 0, 22))
-        from rasterio.warp import transform
-        lon, lat = transform(WEB_MERCATOR, LONLAT, [(l + r) / 2], [(b + t) / 2])
-        return (lat[0], lon[0]), zoom
-
-    def read(self, path: str | os.PathLike,  # a raster of the scene
-             resampling: Resampling = Resampling.nearest,  # bilinear for images, nearest for masks and codes
-             indexes: Sequence[int] | None = None,  # bands to read (1-based); None = all
-             ) -> tuple[np.ndarray, np.ndarray]:
-        "A raster on the display grid as [bands, rows, cols] and its valid-pixel mask [rows, cols]."
-        with open_raster(path) as ds:
-            idx = list(indexes or range(1, ds.count + 1))
-            if not self.georeferenced:
-                if (ds.width, ds.height) != (self.scene.width, self.scene.height):
-                    raise GoldError(f"is {ds.width} x {ds.height} px but optical t1 is {self.scene.width} x "
-                                    f"{self.scene.height} and has no CRS, so it cannot be placed", path=path)
-                data = read_window(ds, None, path=path, indexes=idx, out_shape=(len(idx), self.height, self.width),
-                                   resampling=resampling)
-                valid = ds.dataset_mask(out_shape=(self.height, self.width)) > 0
-            else:
-                if ds.crs is None:
-                    raise GoldError("has no CRS but optical t1 has one; it cannot be placed", path=path)
-                extra = dict(add_alpha=True) if ds.nodata is None else dict(nodata=ds.nodata)
-                with WarpedVRT(ds, crs=WEB_MERCATOR, transform=self.transform, width=self.width,
-                               height=self.height, resampling=resampling, **extra) as vrt:
-                    data = read_window(vrt, None, path=path, indexes=idx)
-                    valid = vrt.dataset_mask() > 0
-        if data.dtype.kind == "f":
-            valid &= np.isfinite(data).all(0)
-        return data, valid
-
-    def to_lonlat(self, geom: dict,  # a GeoJSON geometry
-                  crs: CRS | None,  # its CRS; None = the scene's pixel-grid coordinates (scenes without CRS)
-                  ) -> dict:
-        "A geometry in lon/lat degrees, where the web maps draw it."
-        from rasterio.warp import transform_geom
-        if self.georeferenced:
-            return transform_geom(crs or LONLAT, LONLAT, geom)
-        return transform_geom(WEB_MERCATOR, LONLAT, _affine_geom(geom, self.placement))
-
-    def from_lonlat(self, geom: dict,  # a GeoJSON geometry in lon/lat degrees
-                    ) -> dict:
-        "A lon/lat geometry in the scene's coordinates (its CRS, or its pixel grid when it has none)."
-        from rasterio.warp import transform_geom
-        if self.georeferenced:
-            return transform_geom(LONLAT, self.scene.crs, geom)
-        return _affine_geom(transform_geom(LONLAT, WEB_MERCATOR, geom), ~self.placement)
+# %% ../nbs/11_maps.ipynb #2a93b5cf
+@patch(as_prop=True)
+def lonlat_bounds(self: DisplayGrid) -> tuple[float, float, float, float]:
+    "(west, south, east, north) in degrees."
+    from rasterio.warp import transform
+    l, b, r, t = self.mercator_bounds
+    xs, ys = transform(WEB_MERCATOR, LONLAT, [l, r], [b, t])
+    return xs[0], ys[0], xs[1], ys[1]
 
 
+@patch
+def corners(self: DisplayGrid) -> list[list[float]]:
+    "Image corners [lon, lat]: top-left, top-right, bottom-right, bottom-left (MapLibre's order)."
+    w, s, e, n = self.lonlat_bounds
+    return [[w, n], [e, n], [e, s], [w, s]]
+
+
+@patch
+def view(self: DisplayGrid, width_px: int = 480,  # map width on screen
+         height_px: int = 440,  # map height on screen
+         ) -> tuple[tuple[float, float], int]:
+    "((lat, lon) centre, integer zoom) that fits the scene in a map of this size."
+    l, b, r, t = self.mercator_bounds
+    scale = max((r - l) / width_px, (t - b) / height_px, 1e-9)
+    zoom = int(np.clip(math.floor(math.log2(_M_PER_PX_Z0 / scale)), 0, 22))
+    from rasterio.warp import transform
+    lon, lat = transform(WEB_MERCATOR, LONLAT, [(l + r) / 2], [(b + t) / 2])
+    return (lat[0], lon[0]), zoom
+
+
+@patch
+def read(self: DisplayGrid, path: str | os.PathLike,  # a raster of the scene
+         resampling: Resampling = Resampling.nearest,  # bilinear for images, nearest for masks and codes
+         indexes: Sequence[int] | None = None,  # bands to read (1-based); None = all
+         ) -> tuple[np.ndarray, np.ndarray]:
+    "A raster on the display grid as [bands, rows, cols] and its valid-pixel mask [rows, cols]."
+    with open_raster(path) as ds:
+        idx = list(indexes or range(1, ds.count + 1))
+        if not self.georeferenced:
+            if (ds.width, ds.height) != (self.scene.width, self.scene.height):
+                raise GoldError(f"is {ds.width} x {ds.height} px but optical t1 is {self.scene.width} x "
+                                f"{self.scene.height} and has no CRS, so it cannot be placed", path=path)
+            data = read_window(ds, None, path=path, indexes=idx, out_shape=(len(idx), self.height, self.width),
+                               resampling=resampling)
+            valid = ds.dataset_mask(out_shape=(self.height, self.width)) > 0
+        else:
+            if ds.crs is None:
+                raise GoldError("has no CRS but optical t1 has one; it cannot be placed", path=path)
+            extra = dict(add_alpha=True) if ds.nodata is None else dict(nodata=ds.nodata)
+            with WarpedVRT(ds, crs=WEB_MERCATOR, transform=self.transform, width=self.width,
+                           height=self.height, resampling=resampling, **extra) as vrt:
+                data = read_window(vrt, None, path=path, indexes=idx)
+                valid = vrt.dataset_mask() > 0
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data).all(0)
+    return data, valid
+
+# %% ../nbs/11_maps.ipynb #7de69720
+@patch
+def to_lonlat(self: DisplayGrid, geom: dict,  # a GeoJSON geometry
+              crs: CRS | None,  # its CRS; None = the scene's pixel-grid coordinates (scenes without CRS)
+              ) -> dict:
+    "A geometry in lon/lat degrees, where the web maps draw it."
+    from rasterio.warp import transform_geom
+    if self.georeferenced:
+        return transform_geom(crs or LONLAT, LONLAT, geom)
+    return transform_geom(WEB_MERCATOR, LONLAT, _affine_geom(geom, self.placement))
+
+
+@patch
+def from_lonlat(self: DisplayGrid, geom: dict,  # a GeoJSON geometry in lon/lat degrees
+                ) -> dict:
+    "A lon/lat geometry in the scene's coordinates (its CRS, or its pixel grid when it has none)."
+    from rasterio.warp import transform_geom
+    if self.georeferenced:
+        return transform_geom(LONLAT, self.scene.crs, geom)
+    return _affine_geom(transform_geom(LONLAT, WEB_MERCATOR, geom), ~self.placement)
+
+# %% ../nbs/11_maps.ipynb #821bb845
 def _affine_geom(geom: dict, aff: Affine) -> dict:
     "A GeoJSON geometry with an affine map applied to every coordinate."
     def walk(c):
@@ -310,7 +321,7 @@ def render_errors(codes: np.ndarray,  # [rows, cols] gold.metrics error codes
     out[..., 3] = np.where(valid, alpha, 0)
     return out
 
-
+# %% ../nbs/11_maps.ipynb #4fadf14b
 def render_mask(mask: np.ndarray,  # [rows, cols] 0/1 change mask
                 valid: np.ndarray,  # [rows, cols] valid pixels
                 ) -> np.ndarray:
@@ -344,7 +355,7 @@ class SceneView:
     info: dict  # short facts for the page title (changed share, scores)
     has_label: bool = False  # whether an error map could be drawn
 
-
+# %% ../nbs/11_maps.ipynb #4dbfda44
 def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw scene (see `resolve_scene`)
                pred_dir: str | os.PathLike | None = None,  # output folder of `gold predict`; None = images only
                max_size: int = 2048,  # largest side of the rendered images in pixels
@@ -397,7 +408,7 @@ def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw sc
         facts = _facts(pred)
     return SceneView(scene.name, disp, images, overlays, polygons, facts, has_label)
 
-
+# %% ../nbs/11_maps.ipynb #b56e1fc1
 def _check_prediction_grid(pred: Prediction, grid: Grid) -> None:
     "Refuse a prediction of another place; note one that is not on optical t1's grid."
     for path in (pred.probability, pred.change_mask, pred.errors):
@@ -772,7 +783,7 @@ def browser_dom(html_path: str | os.PathLike,  # the page
         raise GoldError(f"headless browser failed ({proc.returncode}): {proc.stderr.strip()[-300:]}", path=html_path)
     return proc.stdout
 
-
+# %% ../nbs/11_maps.ipynb #a081b708
 def page_status(dom: str,  # from `browser_dom`
                 ) -> dict:
     "The JSON report a review page keeps in `<pre id=\"gold-status\">`."
@@ -842,24 +853,30 @@ class ReviewMap:
                     m.remove(layer)
         return m
 
-    def _overlay(self, o: dict, bounds):
-        import ipyleaflet
-        if o["kind"] == "line":
-            return ipyleaflet.GeoJSON(data=self.view.polygons, name=o["name"], visible=o["visible"],
-                                      style={"color": POLYGON_COLOUR, "weight": 2, "fillOpacity": 0, "opacity": 1})
-        return ipyleaflet.ImageOverlay(url=self.view.images[o["id"]], bounds=bounds, name=o["name"],
-                                       opacity=o["opacity"], visible=o["visible"])
-
-    def swap(self) -> None:
-        "Show t2 on the left map and t1 on the right (and back)."
-        a, b = self.bases["left"], self.bases["right"]
-        (a.url, a.name), (b.url, b.name) = (b.url, b.name), (a.url, a.name)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
+# %% ../nbs/11_maps.ipynb #b4febee0
+@patch
+def _overlay(self: ReviewMap, o: dict, bounds):
+    import ipyleaflet
+    if o["kind"] == "line":
+        return ipyleaflet.GeoJSON(data=self.view.polygons, name=o["name"], visible=o["visible"],
+                                  style={"color": POLYGON_COLOUR, "weight": 2, "fillOpacity": 0, "opacity": 1})
+    return ipyleaflet.ImageOverlay(url=self.view.images[o["id"]], bounds=bounds, name=o["name"],
+                                   opacity=o["opacity"], visible=o["visible"])
 
 
+@patch
+def swap(self: ReviewMap) -> None:
+    "Show t2 on the left map and t1 on the right (and back)."
+    a, b = self.bases["left"], self.bases["right"]
+    (a.url, a.name), (b.url, b.name) = (b.url, b.name), (a.url, a.name)
+
+
+@patch
+def _ipython_display_(self: ReviewMap):
+    from IPython.display import display
+    display(self.widget)
+
+# %% ../nbs/11_maps.ipynb #2be20f3b
 def review_map(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw scene (see `resolve_scene`)
                pred_dir: str | os.PathLike | None = None,  # output folder of `gold predict`
                basemap: bool = True,  # OpenStreetMap under georeferenced scenes (needs network, never required)
@@ -928,7 +945,7 @@ def read_features(src: str | os.PathLike | dict | Sequence,  # GeoJSON file, pre
         feats += read_features(item)[0] if isinstance(item, dict) else []
     return feats, _UNNAMED
 
-
+# %% ../nbs/11_maps.ipynb #fa245edd
 def write_geojson(fc: dict,  # a FeatureCollection (its `crs` member is kept)
                   path: str | os.PathLike,  # destination
                   ) -> Path:
@@ -975,7 +992,7 @@ class LabelResult:
     changed_fraction: float  # share of the scene's pixels labelled change
     warnings: list  # what was dropped or clipped
 
-
+# %% ../nbs/11_maps.ipynb #ae1cfa10
 def save_labels(geojson_or_features: str | os.PathLike | dict | Sequence,  # polygons: file, dict or list of features
                 scene_A_path: str | os.PathLike,  # the scene's optical t1 (`_A`), whose grid the label takes
                 out_label_path: str | os.PathLike,  # the label raster to write, normally `{base}_E.tif`
@@ -1043,7 +1060,7 @@ def save_labels(geojson_or_features: str | os.PathLike | dict | Sequence,  # pol
     write_geojson(fc, geojson_path)
     return LabelResult(Path(out_label_path), geojson_path, len(kept), float((label > 0).mean()), notes)
 
-
+# %% ../nbs/11_maps.ipynb #de227551
 def _polygonal(geom):
     "The polygonal part of a geometry (lines and points from repairs or intersections dropped)."
     import shapely
@@ -1055,7 +1072,6 @@ def _polygonal(geom):
 
 # %% ../nbs/11_maps.ipynb #1850de8f
 ANNOTATION_STYLE = {"color": POLYGON_COLOUR, "weight": 2, "fillOpacity": 0.1, "opacity": 1}
-
 
 class Annotator(ReviewMap):
     """Editable change polygons over the t1 | t2 maps of a scene; saves them as a label."""
@@ -1098,32 +1114,37 @@ class Annotator(ReviewMap):
     def _collection(self) -> dict:
         return {"type": "FeatureCollection", "features": list(self.draw.data)}
 
-    @property
-    def features(self) -> dict:
-        "The current shapes as a FeatureCollection in the scene's coordinates (CRS named)."
-        disp = self.view.display
-        feats = [{"type": "Feature",
-                  "properties": {k: v for k, v in (f.get("properties") or {}).items() if k != "style"},
-                  "geometry": disp.from_lonlat(f["geometry"])} for f in self.draw.data if f.get("geometry")]
-        fc = {"type": "FeatureCollection", "features": feats}
-        fc["crs"] = crs_member(disp.scene.crs) or {"type": "name", "properties": {"name": "pixel"}}
-        return fc
-
-    def add_polygon(self, coordinates: Sequence,  # one ring [[x, y], ...] in the scene's coordinates
-                    ) -> None:
-        "Add a polygon given in the scene's coordinates (what drawing on the map does)."
-        geom = {"type": "Polygon", "coordinates": [list(map(list, coordinates))]}
-        crs = self.view.display.scene.crs
-        feat = self._styled({"type": "Feature", "properties": {}, "geometry": self.view.display.to_lonlat(geom, crs)})
-        self.draw.data = list(self.draw.data) + [feat]
-
-    def save(self, out_label_path: str | os.PathLike,  # the label to write, normally `{base}_E.tif`
-             **kwargs,  # passed to `save_labels` (geojson_path, all_touched)
-             ) -> LabelResult:
-        "Rasterise the current shapes onto the scene's grid (see `save_labels`)."
-        return save_labels(self.features, self.scene.opt_t1, out_label_path, **kwargs)
+# %% ../nbs/11_maps.ipynb #af408f9d
+@patch(as_prop=True)
+def features(self: Annotator) -> dict:
+    "The current shapes as a FeatureCollection in the scene's coordinates (CRS named)."
+    disp = self.view.display
+    feats = [{"type": "Feature",
+              "properties": {k: v for k, v in (f.get("properties") or {}).items() if k != "style"},
+              "geometry": disp.from_lonlat(f["geometry"])} for f in self.draw.data if f.get("geometry")]
+    fc = {"type": "FeatureCollection", "features": feats}
+    fc["crs"] = crs_member(disp.scene.crs) or {"type": "name", "properties": {"name": "pixel"}}
+    return fc
 
 
+@patch
+def add_polygon(self: Annotator, coordinates: Sequence,  # one ring [[x, y], ...] in the scene's coordinates
+                ) -> None:
+    "Add a polygon given in the scene's coordinates (what drawing on the map does)."
+    geom = {"type": "Polygon", "coordinates": [list(map(list, coordinates))]}
+    crs = self.view.display.scene.crs
+    feat = self._styled({"type": "Feature", "properties": {}, "geometry": self.view.display.to_lonlat(geom, crs)})
+    self.draw.data = list(self.draw.data) + [feat]
+
+
+@patch
+def save(self: Annotator, out_label_path: str | os.PathLike,  # the label to write, normally `{base}_E.tif`
+         **kwargs,  # passed to `save_labels` (geojson_path, all_touched)
+         ) -> LabelResult:
+    "Rasterise the current shapes onto the scene's grid (see `save_labels`)."
+    return save_labels(self.features, self.scene.opt_t1, out_label_path, **kwargs)
+
+# %% ../nbs/11_maps.ipynb #40a2b4f3
 def annotate(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw scene (see `resolve_scene`)
              pred_dir: str | os.PathLike | None = None,  # `gold predict` folder whose polygons to start from
              **kwargs,  # passed to `Annotator`

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
+from fastcore.basics import patch
 
 from .baselines import BASELINES, BaselineNet, build_baseline
 from .blocks import (IMAGENET_RESNET18, GoldOutput, adapt_first_conv, check_input_bands, conv_bn_relu,
@@ -187,74 +188,86 @@ class GoldNet(nn.Module):
         "The config that rebuilds the student alone (`build_model(**cfg)`)."
         return {**self.config, "teacher": False}
 
-    def student_state_dict(self) -> dict[str, torch.Tensor]:
-        "State dict of the student's weights only (loads strictly into a `teacher=False` model)."
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher_")}
+# %% ../nbs/05_models.ipynb #ab018179
+@patch
+def student_state_dict(self: GoldNet) -> dict[str, torch.Tensor]:
+    "State dict of the student's weights only (loads strictly into a `teacher=False` model)."
+    return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher_")}
 
-    def _upsample(self, logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
-    def optical_pair(self,
-                     opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
-                     opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        "f_a and f_c from one pass of the teacher's optical encoder and neck (the shared ones by default) over A and C."
-        if opt_t2.shape != opt_t1.shape:
-            raise GoldError(f"opt_t2 is {tuple(opt_t2.shape)} but opt_t1 is {tuple(opt_t1.shape)}", path="opt_t2")
-        encoder, neck = ((self.encoder_opt, self.neck_opt) if self.config["shared_teacher"]
-                         else (self.teacher_encoder, self.teacher_neck))
-        f = neck(encoder(torch.cat([opt_t1, opt_t2])))
-        return f[: len(opt_t1)], f[len(opt_t1):]
+@patch
+def _upsample(self: GoldNet, logits: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
-    def _teacher(self,
-                 f_a: torch.Tensor,  # optical t1 features as the teacher sees them
-                 f_c: torch.Tensor,  # optical t2 features
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "Teacher head on BCA(f_a, f_c): logits, enhanced features, difference map."
-        bca = self.bca if self.config["shared_teacher"] else self.teacher_bca
-        return self.teacher_head(*bca(f_a, f_c))
 
-    def forward(self,
-                opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
-                sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
-                opt_t2: torch.Tensor | None = None,  # optical t2 [B, opt_bands, H, W]; training only
-                ) -> GoldOutput:
-        check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
-        check_input_bands(sar_t2, self.config["sar_bands"], "sar_t2")
-        if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
-            raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
-                            path="sar_t2")
-        run_teacher = self.training and self.teacher_head is not None and opt_t2 is not None
-        shared = self.config["shared_teacher"]
-        if run_teacher:
-            check_input_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-            f_at, f_c = self.optical_pair(opt_t1, opt_t2)
-        if run_teacher and shared:
-            f_a = f_at
-        else:
-            f_a = self.neck_opt(self.encoder_opt(opt_t1))
-        f_b = self.neck_sar(self.encoder_sar(sar_t2))
-        logits, enhanced, d_s = self.student_head(*self.bca(f_a, f_b))
-        logits = self._upsample(logits, opt_t1)
-        if not self.training:
-            return GoldOutput(logits)
-        out = GoldOutput(logits, student_enhanced=enhanced, f_a=f_a, f_b=f_b, d_s=d_s)
-        if run_teacher:
-            out.f_c, out.f_a_teacher = f_c, None if shared else f_at
-            t_logits, out.teacher_enhanced, out.d_t = self._teacher(f_a.detach() if shared else f_at, f_c)
-            out.teacher_logits = self._upsample(t_logits, opt_t1)
-        return out
+@patch
+def optical_pair(self: GoldNet,
+                 opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
+                 opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    "f_a and f_c from one pass of the teacher's optical encoder and neck (the shared ones by default) over A and C."
+    if opt_t2.shape != opt_t1.shape:
+        raise GoldError(f"opt_t2 is {tuple(opt_t2.shape)} but opt_t1 is {tuple(opt_t1.shape)}", path="opt_t2")
+    encoder, neck = ((self.encoder_opt, self.neck_opt) if self.config["shared_teacher"]
+                     else (self.teacher_encoder, self.teacher_neck))
+    f = neck(encoder(torch.cat([opt_t1, opt_t2])))
+    return f[: len(opt_t1)], f[len(opt_t1):]
 
-    def forward_teacher(self,
-                        opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
-                        opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
-                        ) -> torch.Tensor:
-        "Teacher logits at input size, in any mode (to evaluate the optical-optical upper bound)."
-        if self.teacher_head is None:
-            raise GoldError("this model has no teacher (built with teacher=False)", path="model")
-        check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
+
+@patch
+def _teacher(self: GoldNet,
+             f_a: torch.Tensor,  # optical t1 features as the teacher sees them
+             f_c: torch.Tensor,  # optical t2 features
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Teacher head on BCA(f_a, f_c): logits, enhanced features, difference map."
+    bca = self.bca if self.config["shared_teacher"] else self.teacher_bca
+    return self.teacher_head(*bca(f_a, f_c))
+
+# %% ../nbs/05_models.ipynb #c4e5e3fe
+@patch
+def forward(self: GoldNet,
+            opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
+            sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
+            opt_t2: torch.Tensor | None = None,  # optical t2 [B, opt_bands, H, W]; training only
+            ) -> GoldOutput:
+    check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
+    check_input_bands(sar_t2, self.config["sar_bands"], "sar_t2")
+    if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
+        raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
+                        path="sar_t2")
+    run_teacher = self.training and self.teacher_head is not None and opt_t2 is not None
+    shared = self.config["shared_teacher"]
+    if run_teacher:
         check_input_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-        return self._upsample(self._teacher(*self.optical_pair(opt_t1, opt_t2))[0], opt_t1)
+        f_at, f_c = self.optical_pair(opt_t1, opt_t2)
+    if run_teacher and shared:
+        f_a = f_at
+    else:
+        f_a = self.neck_opt(self.encoder_opt(opt_t1))
+    f_b = self.neck_sar(self.encoder_sar(sar_t2))
+    logits, enhanced, d_s = self.student_head(*self.bca(f_a, f_b))
+    logits = self._upsample(logits, opt_t1)
+    if not self.training:
+        return GoldOutput(logits)
+    out = GoldOutput(logits, student_enhanced=enhanced, f_a=f_a, f_b=f_b, d_s=d_s)
+    if run_teacher:
+        out.f_c, out.f_a_teacher = f_c, None if shared else f_at
+        t_logits, out.teacher_enhanced, out.d_t = self._teacher(f_a.detach() if shared else f_at, f_c)
+        out.teacher_logits = self._upsample(t_logits, opt_t1)
+    return out
+
+
+@patch
+def forward_teacher(self: GoldNet,
+                    opt_t1: torch.Tensor,  # optical t1 [B, opt_bands, H, W]
+                    opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
+                    ) -> torch.Tensor:
+    "Teacher logits at input size, in any mode (to evaluate the optical-optical upper bound)."
+    if self.teacher_head is None:
+        raise GoldError("this model has no teacher (built with teacher=False)", path="model")
+    check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
+    check_input_bands(opt_t2, self.config["opt_bands"], "opt_t2")
+    return self._upsample(self._teacher(*self.optical_pair(opt_t1, opt_t2))[0], opt_t1)
 
 # %% ../nbs/05_models.ipynb #e34047d5
 def load_imagenet(model: GoldNet,  # the network whose encoders get the weights

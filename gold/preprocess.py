@@ -26,6 +26,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+from fastcore.basics import patch
 
 from .core import Config, GoldError, atomic_path, atomic_write_text, get_logger, progress
 from .io import (Grid, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
@@ -142,7 +143,7 @@ def choose_block(height: int,  # scene rows
             return side
     return cfg.tile
 
-
+# %% ../nbs/03_preprocess.ipynb #7014945d
 def scene_tiles(height: int,  # scene rows
                 width: int,  # scene columns
                 cfg: PreprocessConfig,  # resolved config
@@ -161,7 +162,6 @@ def scene_tiles(height: int,  # scene rows
 
 # %% ../nbs/03_preprocess.ipynb #4ee66626
 _OUTSIDE = 254  # label value marking "outside the label raster" while reprojecting (never a valid label)
-
 
 class SceneReader:
     """The rasters of one validated scene, open on optical t1's grid, read tile by tile."""
@@ -211,37 +211,39 @@ class SceneReader:
         fill = self.a.nodata if self.a.nodata is not None else 0
         return _pad(a, size, fill), _pad(valid[None], size, False)[0]
 
-    def read_rest(self, row_off: int, col_off: int, size: int,
-                  valid_a: np.ndarray,  # optical t1 valid mask from `read_a`
-                  ) -> dict:
-        "SAR t2 (float32, NaN where invalid), optical t2 (or None) and the final uint8 label."
-        win = self.window(row_off, col_off, size)
-        b = read_window(self.b, win, path=self.scene.sar_t2).astype(np.float32)
-        invalid_b = ~np.isfinite(b).all(0)
-        if self.b.nodata is not None and not np.isnan(self.b.nodata):
-            invalid_b |= np.all(b == self.b.nodata, axis=0)
-        b[:, invalid_b] = np.nan
-        b = _pad(b, size, np.nan)
-        c = None
-        if self.c is not None:
-            c = read_window(self.c, win, path=self.scene.opt_t2)
-            c = _pad(c, size, self.c.nodata if self.c.nodata is not None else 0)
-        label = np.full((size, size), 255, np.uint8)
-        if self.e is not None:
-            e = read_window(self.e, win, path=self.scene.label, indexes=1)
-            ok = np.ones(e.shape, bool)
-            if self.e.nodata is not None:
-                ok &= e != self.e.nodata
-            if self.label_reprojected:
-                ok &= e != _OUTSIDE
-            if e.dtype.kind == "f":
-                ok &= np.isfinite(e)
-            h, w = e.shape
-            label[:h, :w] = np.where(ok, (e == self.change_value).astype(np.uint8), 255)
-        label[~valid_a | ~np.isfinite(b).all(0)] = 255
-        return {"B": b, "C": c, "label": label}
+# %% ../nbs/03_preprocess.ipynb #2b4e268a
+@patch
+def read_rest(self: SceneReader, row_off: int, col_off: int, size: int,
+              valid_a: np.ndarray,  # optical t1 valid mask from `read_a`
+              ) -> dict:
+    "SAR t2 (float32, NaN where invalid), optical t2 (or None) and the final uint8 label."
+    win = self.window(row_off, col_off, size)
+    b = read_window(self.b, win, path=self.scene.sar_t2).astype(np.float32)
+    invalid_b = ~np.isfinite(b).all(0)
+    if self.b.nodata is not None and not np.isnan(self.b.nodata):
+        invalid_b |= np.all(b == self.b.nodata, axis=0)
+    b[:, invalid_b] = np.nan
+    b = _pad(b, size, np.nan)
+    c = None
+    if self.c is not None:
+        c = read_window(self.c, win, path=self.scene.opt_t2)
+        c = _pad(c, size, self.c.nodata if self.c.nodata is not None else 0)
+    label = np.full((size, size), 255, np.uint8)
+    if self.e is not None:
+        e = read_window(self.e, win, path=self.scene.label, indexes=1)
+        ok = np.ones(e.shape, bool)
+        if self.e.nodata is not None:
+            ok &= e != self.e.nodata
+        if self.label_reprojected:
+            ok &= e != _OUTSIDE
+        if e.dtype.kind == "f":
+            ok &= np.isfinite(e)
+        h, w = e.shape
+        label[:h, :w] = np.where(ok, (e == self.change_value).astype(np.uint8), 255)
+    label[~valid_a | ~np.isfinite(b).all(0)] = 255
+    return {"B": b, "C": c, "label": label}
 
-
+# %% ../nbs/03_preprocess.ipynb #26fc2ef7
 def _pad(arr: np.ndarray,  # [bands, h, w]
          size: int,  # target height and width
          fill,  # value of the added pixels
@@ -347,7 +349,7 @@ class _UnionFind:
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
 
-
+# %% ../nbs/03_preprocess.ipynb #45fcff6c
 def spatial_groups(states: list[_SceneState],  # scanned scenes
                    size: int,  # tile size
                    ) -> dict[tuple[str, int], int]:
@@ -433,7 +435,7 @@ def _split_trial(rng: np.random.Generator, n_tiles, scene_tiles_, f, active) -> 
             assign[rng.choice(np.flatnonzero(assign == donor))] = s
     return assign
 
-
+# %% ../nbs/03_preprocess.ipynb #82048707
 def _split_score(assign, n_tiles, changed, labelled, scene_tiles_, f, active, overall) -> float:
     onehot = np.eye(3)[assign]                         # [G, 3]
     counts = n_tiles @ onehot
@@ -500,7 +502,7 @@ def to_png_rgb(arr: np.ndarray,  # [bands, H, W] tile
     out = (out * 3)[:3] if len(out) < 3 else out
     return np.stack(out, axis=-1)
 
-
+# %% ../nbs/03_preprocess.ipynb #a41e6a69
 def write_png(path: str | os.PathLike,  # destination `.png`
               rgb: np.ndarray,  # [H, W, 3] uint8
               ) -> Path:
@@ -661,7 +663,7 @@ def _validate_all(scenes: list[Scene]) -> list[SceneInfo]:
                     ", ".join(f"{k}={v}" for k, v in units.items()))
     return infos
 
-
+# %% ../nbs/03_preprocess.ipynb #4d35ab75
 def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[_SceneState], stage: Path,
                 bar, png: bool) -> _SceneState:
     "Filter, de-duplicate, read and stage the candidate tiles of one scene."
@@ -818,7 +820,7 @@ def _move_into_splits(tmp: Path, df: pd.DataFrame, png: bool) -> None:
                 os.replace(stage / "png" / role / f"{row.tile}.png", dst)
     shutil.rmtree(stage)
 
-
+# %% ../nbs/03_preprocess.ipynb #de320c48
 def _scene_summary(s: _SceneState) -> dict:
     i = s.info
     return {"width": i.grid.width, "height": i.grid.height, "crs": i.grid.crs.to_string() if i.grid.crs else None,
@@ -890,7 +892,7 @@ def _version() -> str:
     from gold import __version__
     return __version__
 
-
+# %% ../nbs/03_preprocess.ipynb #3611931a
 def _log_summary(df: pd.DataFrame) -> None:
     for scene, t in df.groupby("scene"):
         kept = {s: int((t.split == s).sum()) for s in SPLITS}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from fastcore.basics import patch
 
 from .core import (Config, GoldError, atomic_path, atomic_write_text, environment_info, get_device,
                        get_logger, progress, seed_everything)
@@ -281,7 +282,7 @@ def build_run_model(cfg: TrainConfig,  # the run's config
                         path=cfg.data.root)
     return model, loss_fn
 
-
+# %% ../nbs/08_train.ipynb #f23b3318
 def build_optimizer(model: nn.Module,  # the network
                     loss_fn: nn.Module,  # the loss (its dynamic weights are learned too)
                     cfg: OptimConfig,  # optimiser settings
@@ -507,7 +508,7 @@ def _average_grads(module: nn.Module) -> None:
             torch.distributed.all_reduce(p.grad)
             p.grad /= world_size()
 
-
+# %% ../nbs/08_train.ipynb #7539125f
 def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in train mode here
                     loss_fn: nn.Module,  # the GOLD loss
                     loader,  # training batches
@@ -635,105 +636,113 @@ class Trainer:
                 "best_epoch": self.best_epoch, "history": self.history, "rng": rng_state(),
                 "config": self.cfg.to_dict(), "stats": self.sets["stats"].to_dict()}
 
-    def load_state(self, state: dict) -> None:
-        "Restore a state written by `state`."
-        self.net.load_state_dict(state["model"])
-        self.loss_fn.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.precision.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
-        self.history = list(state["history"])
-        set_rng_state(state["rng"])
+# %% ../nbs/08_train.ipynb #4b61558d
+@patch
+def load_state(self: Trainer, state: dict) -> None:
+    "Restore a state written by `state`."
+    self.net.load_state_dict(state["model"])
+    self.loss_fn.load_state_dict(state["loss"])
+    self.optimizer.load_state_dict(state["optimizer"])
+    self.scheduler.load_state_dict(state["scheduler"])
+    self.precision.scaler.load_state_dict(state["scaler"])
+    self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
+    self.history = list(state["history"])
+    set_rng_state(state["rng"])
 
-    # -- the run -----------------------------------------------------------------------------------------
-    def _write(self, name: str, obj: dict) -> None:
-        if rank() == 0:
-            save_checkpoint(obj, self.out / name)
 
-    def fit(self,
-            stop_after: int | None = None,  # stop (as if killed) once this many epochs are done
-            ) -> dict:
-        "Train the remaining epochs, then test the selected student; returns the run summary."
-        cfg = self.cfg
-        from gold.data import make_loader
-        if rank() == 0 and self.epoch == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.out / "config.yaml")
-            env = {**environment_info(), "precision": self.precision.name}
-            atomic_write_text(self.out / "environment.json", json.dumps(env, indent=2) + "\n")
-        if self.val_loader is None and self.epoch == 0:
-            log.warning("no validation data: the last epoch will be selected")
-        while self.epoch < cfg.epochs:
-            if stop_after is not None and self.epoch >= stop_after:
-                return {"name": cfg.name, "stopped_after": self.epoch}
-            t0 = time.perf_counter()
-            loader = make_loader(self.sets["train"], batch_size=cfg.data.batch_size, shuffle=True,
-                                 workers=cfg.data.workers, seed=cfg.seed * 100_003 + self.epoch,
-                                 distributed=dist_ready())
-            if dist_ready():
-                loader.sampler.set_epoch(self.epoch)
-            lr = self.optimizer.param_groups[0]["lr"]
-            logs = train_one_epoch(self.model, self.loss_fn, loader, self.optimizer, self.precision, self.epoch,
-                                   cfg.optim.clip_norm, self.use_teacher, cfg.max_batches)
-            self.scheduler.step()
-            row = {"epoch": self.epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in logs.items()}}
-            if self.val_loader is not None:
-                scores = evaluate(self.model, self.val_loader, self.precision, fixed_threshold(cfg.threshold))
-                row.update(_flatten_scores(scores, "val"))
-                score = scores[self.select_who][cfg.select_metric]
-            else:
-                score = float(self.epoch)
-            self.epoch += 1
-            improved = score > self.best
-            if improved:
-                self.best, self.best_epoch = score, self.epoch
-            row["seconds"] = round(time.perf_counter() - t0, 2)
-            self.history.append(row)
-            if rank() == 0:
-                log.info("epoch %d/%d loss %.4f%s%s", self.epoch, cfg.epochs, logs.get("loss", float("nan")),
-                         f" val {cfg.select_metric} {score:.4f}" if self.val_loader is not None else "",
-                         " (best)" if improved else "")
-                write_history(self.history, self.out / "metrics.csv")
-                if improved:
-                    self._write("best.pt", {"model": self.net.state_dict(), "loss": self.loss_fn.state_dict(),
-                                            "epoch": self.epoch, "score": score, "config": cfg.to_dict(),
-                                            "stats": self.sets["stats"].to_dict()})
-                self._write("last.pt", self.state())
-        return self.finish()
+# -- the run -----------------------------------------------------------------------------------------
+@patch
+def _write(self: Trainer, name: str, obj: dict) -> None:
+    if rank() == 0:
+        save_checkpoint(obj, self.out / name)
 
-    def finish(self) -> dict:
-        "Write student.pt from the selected epoch and test it."
-        cfg = self.cfg
+# %% ../nbs/08_train.ipynb #07661fe9
+@patch
+def fit(self: Trainer,
+        stop_after: int | None = None,  # stop (as if killed) once this many epochs are done
+        ) -> dict:
+    "Train the remaining epochs, then test the selected student; returns the run summary."
+    cfg = self.cfg
+    from gold.data import make_loader
+    if rank() == 0 and self.epoch == 0:
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.out / "config.yaml")
+        env = {**environment_info(), "precision": self.precision.name}
+        atomic_write_text(self.out / "environment.json", json.dumps(env, indent=2) + "\n")
+    if self.val_loader is None and self.epoch == 0:
+        log.warning("no validation data: the last epoch will be selected")
+    while self.epoch < cfg.epochs:
+        if stop_after is not None and self.epoch >= stop_after:
+            return {"name": cfg.name, "stopped_after": self.epoch}
+        t0 = time.perf_counter()
+        loader = make_loader(self.sets["train"], batch_size=cfg.data.batch_size, shuffle=True,
+                             workers=cfg.data.workers, seed=cfg.seed * 100_003 + self.epoch,
+                             distributed=dist_ready())
         if dist_ready():
-            torch.distributed.barrier()
-        best = load_checkpoint(self.out / "best.pt", self.device)
-        self.net.load_state_dict(best["model"])
-        self.net.to(memory_format=torch.contiguous_format)   # scored as inference runs it: float32, NCHW
-        thresholds = self.thresholds()
-        extra = {"epoch": best["epoch"], "val_score": best["score"], "select_metric": cfg.select_metric,
-                 "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
-        if "teacher" in thresholds:
-            extra["teacher_threshold"] = thresholds["teacher"]
-        if rank() == 0:
-            save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
-        summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": best["score"],
-                   "epochs": cfg.epochs, "thresholds": thresholds}
-        if dist_ready():
-            summary["rank_checksums"] = rank_checksums(self.net)
-        test = _eval_loader(self.sets["test"], cfg.data.eval_batch_size)
-        if test is not None:
-            scores = evaluate(self.model, test, self.final_precision(), thresholds)
-            summary["test"] = scores
-            if rank() == 0:
-                atomic_write_text(self.out / "test_metrics.json", json.dumps(
-                    {"selected_epoch": best["epoch"], "split": "test", "thresholds": thresholds, **scores},
-                    indent=2) + "\n")
+            loader.sampler.set_epoch(self.epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        logs = train_one_epoch(self.model, self.loss_fn, loader, self.optimizer, self.precision, self.epoch,
+                               cfg.optim.clip_norm, self.use_teacher, cfg.max_batches)
+        self.scheduler.step()
+        row = {"epoch": self.epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in logs.items()}}
+        if self.val_loader is not None:
+            scores = evaluate(self.model, self.val_loader, self.precision, fixed_threshold(cfg.threshold))
+            row.update(_flatten_scores(scores, "val"))
+            score = scores[self.select_who][cfg.select_metric]
         else:
-            log.warning("no test split: test_metrics.json not written")
-        return summary
+            score = float(self.epoch)
+        self.epoch += 1
+        improved = score > self.best
+        if improved:
+            self.best, self.best_epoch = score, self.epoch
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        self.history.append(row)
+        if rank() == 0:
+            log.info("epoch %d/%d loss %.4f%s%s", self.epoch, cfg.epochs, logs.get("loss", float("nan")),
+                     f" val {cfg.select_metric} {score:.4f}" if self.val_loader is not None else "",
+                     " (best)" if improved else "")
+            write_history(self.history, self.out / "metrics.csv")
+            if improved:
+                self._write("best.pt", {"model": self.net.state_dict(), "loss": self.loss_fn.state_dict(),
+                                        "epoch": self.epoch, "score": score, "config": cfg.to_dict(),
+                                        "stats": self.sets["stats"].to_dict()})
+            self._write("last.pt", self.state())
+    return self.finish()
 
+# %% ../nbs/08_train.ipynb #c38f8003
+@patch
+def finish(self: Trainer) -> dict:
+    "Write student.pt from the selected epoch and test it."
+    cfg = self.cfg
+    if dist_ready():
+        torch.distributed.barrier()
+    best = load_checkpoint(self.out / "best.pt", self.device)
+    self.net.load_state_dict(best["model"])
+    self.net.to(memory_format=torch.contiguous_format)   # scored as inference runs it: float32, NCHW
+    thresholds = self.thresholds()
+    extra = {"epoch": best["epoch"], "val_score": best["score"], "select_metric": cfg.select_metric,
+             "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
+    if "teacher" in thresholds:
+        extra["teacher_threshold"] = thresholds["teacher"]
+    if rank() == 0:
+        save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
+    summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": best["score"],
+               "epochs": cfg.epochs, "thresholds": thresholds}
+    if dist_ready():
+        summary["rank_checksums"] = rank_checksums(self.net)
+    test = _eval_loader(self.sets["test"], cfg.data.eval_batch_size)
+    if test is not None:
+        scores = evaluate(self.model, test, self.final_precision(), thresholds)
+        summary["test"] = scores
+        if rank() == 0:
+            atomic_write_text(self.out / "test_metrics.json", json.dumps(
+                {"selected_epoch": best["epoch"], "split": "test", "thresholds": thresholds, **scores},
+                indent=2) + "\n")
+    else:
+        log.warning("no test split: test_metrics.json not written")
+    return summary
 
+# %% ../nbs/08_train.ipynb #b9ebe685
 def _thresholds(self) -> dict[str, float]:
     "Decision thresholds of the selected model: the run's number, or (`auto`) the F1-best on validation."
     cfg = self.cfg
