@@ -762,6 +762,50 @@ def _assemble(probs, plan: WindowPlan, inputs: PredictInputs, staging: _Staging,
                           "threshold": threshold}
     return res
 
+# %% ../nbs/09_infer.ipynb #cf9c052f
+def _output_tags(model_name: str, threshold: float) -> dict:
+    "The GeoTIFF tags of each output raster."
+    return {"probability": {"values": f"round(p(change) * {PROB_SCALE}); {NODATA} = nodata", "model": model_name,
+                            "threshold": threshold},
+            "change_mask": {"values": f"1 = change, 0 = no change, {NODATA} = nodata", "threshold": threshold},
+            "errors": {"values": "0 TN, 1 TP, 2 FP, 3 FN, 255 unlabelled"}}
+
+
+def _write_products(job: _Job, staging: _Staging, counts: dict, t_pred: float) -> dict:
+    "Rank 0, rasters staged: polygons, metrics and summary, then every output renamed into place at once."
+    opts = job.options
+    polys = vectorise(staging.tmp["change_mask.tif"], staging.tmp["probability.tif"],
+                      staging.path("change_polygons.geojson"), opts.min_area, opts.simplify, opts.epsg4326)
+    if "metrics" in counts:
+        staging.path("metrics.json").write_text(json.dumps(counts["metrics"], indent=2) + "\n")
+    result = _summary(job, counts, polys, t_pred)
+    staging.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    produced = set(staging.tmp)
+    staging.commit(remove=[n for n in OUTPUTS if n not in produced])
+    return result
+
+
+def _agree_on_summary(summary: dict | None, files: list[Path]) -> dict | None:
+    "Every rank gets rank 0's summary (None when it failed); rank 0 removes the per-rank window files."
+    status = [summary if rank() == 0 else None]
+    try:
+        torch.distributed.broadcast_object_list(status, src=0)
+    except Exception:  # the group is gone (another rank died): nothing more to agree on
+        status = [summary]
+    if rank() == 0:
+        for f in files:
+            f.unlink(missing_ok=True)
+    return status[0]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    "Remove an output folder this call created when a failure left it empty."
+    if folder.is_dir() and not any(folder.iterdir()):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
 # %% ../nbs/09_infer.ipynb #4872346c
 def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                   opt_t1: str | os.PathLike,  # optical t1 GeoTIFF (defines the output grid)
@@ -797,10 +841,7 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     out.mkdir(parents=True, exist_ok=True)
     staging = _Staging(out, token)
     grid = inputs.info.grid
-    tags = {"probability": {"values": f"round(p(change) * {PROB_SCALE}); {NODATA} = nodata",
-                            "model": Path(model_path).name, "threshold": threshold},
-            "change_mask": {"values": f"1 = change, 0 = no change, {NODATA} = nodata", "threshold": threshold},
-            "errors": {"values": "0 TN, 1 TP, 2 FP, 3 FN, 255 unlabelled"}}
+    tags = _output_tags(Path(model_path).name, threshold)
     mine = range(r, len(plan), ws)
     bar = progress(total=len(mine), desc="predict", unit="window", **({} if r == 0 else {"disable": True}))
     files = [_rank_file(out, token, k) for k in range(ws)]
@@ -827,39 +868,18 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                 counts = _assemble(probs, plan, inputs, staging, threshold, label, tags)
         bar.close()
         if r == 0:
-            t_pred = time.perf_counter() - t0
-            polys = vectorise(staging.tmp["change_mask.tif"], staging.tmp["probability.tif"],
-                              staging.path("change_polygons.geojson"), opts.min_area, opts.simplify, opts.epsg4326)
-            if "metrics" in counts:
-                staging.path("metrics.json").write_text(json.dumps(counts["metrics"], indent=2) + "\n")
             job = _Job(Path(model_path), Path(opt_t1), Path(sar_t2), label, out, opts, meta, grid, plan, threshold,
                        dev, ws, t0)
-            result = _summary(job, counts, polys, t_pred)
-            staging.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
-            produced = set(staging.tmp)
-            staging.commit(remove=[n for n in OUTPUTS if n not in produced])
-            summary = result
+            summary = _write_products(job, staging, counts, time.perf_counter() - t0)
     except BaseException:
         bar.close()
         staging.discard()
         raise
     finally:
         env.__exit__(None, None, None)
-        if ws > 1:
-            status = [summary if r == 0 else None]
-            try:
-                torch.distributed.broadcast_object_list(status, src=0)
-            except Exception:  # the group is gone (another rank died): nothing more to agree on
-                status = [summary]
-            if r == 0:
-                for f in files:
-                    f.unlink(missing_ok=True)
-            summary = status[0]
-        if summary is None and created and out.is_dir() and not any(out.iterdir()):
-            try:
-                out.rmdir()
-            except OSError:
-                pass
+        summary = _agree_on_summary(summary, files) if ws > 1 else summary
+        if summary is None and created:
+            _remove_if_empty(out)
     if summary is None:
         raise GoldError("rank 0 failed to assemble the outputs; see its message", path=out)
     if r == 0:
