@@ -443,11 +443,81 @@ class _Part:
     pixels: int  # change pixels
     prob_sum: float  # sum of p(change) over them
 
-# %% ../nbs/09_infer.ipynb #6ee8768a
+# %% ../nbs/09_infer.ipynb #1f41cf64
 CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}  # EPSG:4326, lon/lat order
 
 
+class _FeatureWriter:
+    "Writes one merged part as a GeoJSON feature (or counts it as dropped), updating the running stats."
+    def __init__(self, f, stats: dict, coeffs: list, pixel_area: float, min_area: float, simplify: float, to_4326):
+        self.f, self.stats, self.coeffs, self.pixel_area = f, stats, coeffs, pixel_area
+        self.min_area, self.simplify, self.to_4326 = min_area, simplify, to_4326  # to_4326: the scene CRS, or None
 
+    def __call__(self, part: _Part) -> None:
+        import shapely
+        from rasterio.warp import transform_geom
+        from shapely.affinity import affine_transform
+        from shapely.geometry import mapping
+        stats = self.stats
+        geom = part.geoms[0] if len(part.geoms) == 1 else shapely.union_all(part.geoms)
+        if part.pixels * self.pixel_area < self.min_area:
+            stats["dropped"] += 1
+            return
+        geom = affine_transform(geom, self.coeffs)
+        if self.simplify > 0:
+            geom = geom.simplify(self.simplify, preserve_topology=True)
+        if geom.is_empty:
+            stats["dropped"] += 1
+            return
+        area, out = float(geom.area), mapping(geom)
+        if self.to_4326 is not None:
+            out = transform_geom(self.to_4326, "EPSG:4326", out)
+        feat = {"type": "Feature", "id": stats["features"],
+                "properties": {"area": area, "pixels": int(part.pixels),
+                               "mean_probability": round(part.prob_sum / part.pixels, 6)}, "geometry": out}
+        self.f.write(("" if stats["features"] == 0 else ",\n") + json.dumps(feat))
+        stats["features"] += 1
+        stats["area"] += area
+        stats["pixels"] += int(part.pixels)
+
+# %% ../nbs/09_infer.ipynb #5106f3a9
+def _join_across_border(pending: dict, parts: dict, prev_row: np.ndarray | None, top: np.ndarray, bottom: np.ndarray,
+                        emit: _FeatureWriter) -> tuple[dict, np.ndarray | None]:
+    "Merge a block's parts with those left open above it (union-find over the shared border); emit the closed ones."
+    import shapely
+    parent = {k: k for k in list(pending) + list(parts)}
+
+    def find(k):
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    if prev_row is not None:
+        both = (prev_row > 0) & (top > 0)
+        for a, b in set(zip(prev_row[both].tolist(), top[both].tolist())):
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, _Part] = {}
+    for k, part in list(pending.items()) + list(parts.items()):
+        g = groups.setdefault(find(k), _Part([], 0, 0.0))
+        g.geoms += part.geoms
+        g.pixels += part.pixels
+        g.prob_sum += part.prob_sum
+    bottom_roots = {find(k) for k in np.unique(bottom[bottom > 0]).tolist()}
+    still_open = {}
+    for root, g in groups.items():
+        if root in bottom_roots:
+            if len(g.geoms) > 1:
+                g.geoms = [shapely.union_all(g.geoms)]
+            still_open[root] = g
+        else:
+            emit(g)
+    prev = np.array([find(k) if k else 0 for k in bottom.tolist()], np.int64) if bottom_roots else None
+    return still_open, prev
+
+# %% ../nbs/09_infer.ipynb #6ee8768a
 def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
               prob_path: str | os.PathLike,  # probability.tif (p * 254)
               out_path: str | os.PathLike,  # the GeoJSON to write
@@ -458,11 +528,8 @@ def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
               ) -> dict:
     "Write the change polygons as a GeoJSON FeatureCollection; return counts and total area."
     import scipy.ndimage
-    import shapely
     from rasterio.features import shapes
-    from rasterio.warp import transform_geom
-    from shapely.affinity import affine_transform
-    from shapely.geometry import mapping, shape
+    from shapely.geometry import shape
 
     with open_raster(mask_path) as mds, open_raster(prob_path) as pds:
         tr, crs, height, width = mds.transform, mds.crs, mds.height, mds.width
@@ -478,30 +545,7 @@ def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
                 head["crs"] = member
             f.write(json.dumps(head)[:-1] + ', "features": [\n')
 
-            def emit(part: _Part):
-                geom = part.geoms[0] if len(part.geoms) == 1 else shapely.union_all(part.geoms)
-                if part.pixels * pixel_area < min_area:
-                    stats["dropped"] += 1
-                    return
-                geom = affine_transform(geom, coeffs)
-                if simplify > 0:
-                    geom = geom.simplify(simplify, preserve_topology=True)
-                if geom.is_empty:
-                    stats["dropped"] += 1
-                    return
-                area = float(geom.area)
-                out = mapping(geom)
-                if epsg4326:
-                    out = transform_geom(crs, "EPSG:4326", out)
-                feat = {"type": "Feature", "id": stats["features"],
-                        "properties": {"area": area, "pixels": int(part.pixels),
-                                       "mean_probability": round(part.prob_sum / part.pixels, 6)},
-                        "geometry": out}
-                f.write(("" if stats["features"] == 0 else ",\n") + json.dumps(feat))
-                stats["features"] += 1
-                stats["area"] += area
-                stats["pixels"] += int(part.pixels)
-
+            emit = _FeatureWriter(f, stats, coeffs, pixel_area, min_area, simplify, crs if epsg4326 else None)
             pending: dict[int, _Part] = {}      # parts touching the previous block's last row, by id
             prev_row = None                      # part id per column of the previous block's last row (0 none)
             next_id = 1
@@ -523,40 +567,9 @@ def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
                     parts[next_id + v - 1] = _Part([shape(geom)], int(counts[v]), float(sums[v]))
                 ids = np.where(lab > 0, lab + next_id - 1, 0)
                 next_id += n
-                # union-find across the border between the previous block and this one
-                parent = {k: k for k in list(pending) + list(parts)}
-
-                def find(k):
-                    while parent[k] != k:
-                        parent[k] = parent[parent[k]]
-                        k = parent[k]
-                    return k
-
-                if prev_row is not None:
-                    both = (prev_row > 0) & (ids[0] > 0)
-                    for a, b in set(zip(prev_row[both].tolist(), ids[0][both].tolist())):
-                        ra, rb = find(a), find(b)
-                        if ra != rb:
-                            parent[max(ra, rb)] = min(ra, rb)
-                groups: dict[int, _Part] = {}
-                for k, part in list(pending.items()) + list(parts.items()):
-                    g = groups.setdefault(find(k), _Part([], 0, 0.0))
-                    g.geoms += part.geoms
-                    g.pixels += part.pixels
-                    g.prob_sum += part.prob_sum
                 last = r0 + win.height >= height
                 bottom = ids[-1] if not last else np.zeros(width, ids.dtype)
-                bottom_roots = {find(k) for k in np.unique(bottom[bottom > 0]).tolist()}
-                pending = {}
-                for root, g in groups.items():
-                    if root in bottom_roots:
-                        if len(g.geoms) > 1:
-                            g.geoms = [shapely.union_all(g.geoms)]
-                        pending[root] = g
-                    else:
-                        emit(g)
-                prev_row = np.array([find(k) if k else 0 for k in bottom.tolist()], np.int64) \
-                    if bottom_roots else None
+                pending, prev_row = _join_across_border(pending, parts, prev_row, ids[0], bottom, emit)
             for part in pending.values():
                 emit(part)
             f.write("\n]}\n")
