@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export GOLD_PROGRESS ?= 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install check-sync nbtest pytest readme clean
+.PHONY: demo test install check-sync nbtest pytest readme report-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(STAMP)  ## create .venv and install the project with its dev extras
 demo: $(STAMP)  ## the main job, end to end, on the embedded synthetic scene
 	$(BIN)/gold demo --out reports/demo
 
-test: $(STAMP) check-sync nbtest pytest  ## every check CI runs
+test: $(STAMP) check-sync nbtest pytest report-check  ## every check CI runs
 
 check-sync: $(STAMP)  ## fail when nbdev_export or nbdev_clean would change the tree
 	PATH=$(CURDIR)/$(BIN):$$PATH bash .ci/check_sync
@@ -32,6 +32,9 @@ nbtest: $(STAMP)  ## the tests inside the notebooks
 
 pytest: $(STAMP)  ## integration tests across process boundaries
 	$(BIN)/python -m pytest -q tests
+
+report-check: $(STAMP)  ## fail when a committed report would come out differently with today's code
+	$(BIN)/gold report --check
 
 clean:
 	rm -rf $(VENV) _proc _docs .pytest_cache
