@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.resnet import BasicBlock
 
-from .blocks import (GoldOutput, check_input_bands, conv_bn_relu, count_parameters, init_he_normal,
+from .blocks import (GoldOutput, check_input_bands, check_pair, conv_bn_relu, count_parameters, init_he_normal,
                          imagenet_weights_path, load_imagenet_encoder)
 from .core import GoldError, get_logger
 
@@ -78,11 +78,7 @@ class BaselineNet(nn.Module):
                 sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
                 opt_t2: torch.Tensor | None = None,  # ignored (a baseline has no teacher)
                 ) -> GoldOutput:
-        check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
-        check_input_bands(sar_t2, self.config["sar_bands"], "sar_t2")
-        if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
-            raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
-                            path="sar_t2")
+        check_pair(opt_t1, sar_t2, self.config)
         h, w = opt_t1.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:

@@ -15,8 +15,8 @@ import torch.nn as nn
 from .core import GoldError
 
 # %% auto #0
-__all__ = ['IMAGENET_RESNET18', 'GoldOutput', 'check_input_bands', 'init_he_normal', 'conv_bn_relu', 'imagenet_weights_path',
-           'adapt_first_conv', 'load_imagenet_encoder', 'count_parameters']
+__all__ = ['IMAGENET_RESNET18', 'GoldOutput', 'check_input_bands', 'check_pair', 'init_he_normal', 'conv_bn_relu',
+           'imagenet_weights_path', 'adapt_first_conv', 'load_imagenet_encoder', 'count_parameters']
 
 # %% ../nbs/04a_blocks.ipynb #1c6d51cd
 @dataclasses.dataclass
@@ -46,6 +46,18 @@ def check_input_bands(x: torch.Tensor,  # an input batch
     "Raise a one-line GoldError unless `x` is [B, bands, H, W]."
     if x.ndim != 4 or x.shape[1] != bands:
         raise GoldError(f"{name} has shape {tuple(x.shape)}; the model expects [B, {bands}, H, W]", path=name)
+
+
+def check_pair(opt_t1: torch.Tensor,  # optical t1 batch
+               sar_t2: torch.Tensor,  # SAR t2 batch
+               config: dict,  # the network's config (its `opt_bands`, `sar_bands`)
+               ) -> None:
+    "Raise a one-line GoldError unless both inputs have the network's bands and the same size."
+    check_input_bands(opt_t1, config["opt_bands"], "opt_t1")
+    check_input_bands(sar_t2, config["sar_bands"], "sar_t2")
+    if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
+        raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
+                        path="sar_t2")
 
 
 def init_he_normal(module: nn.Module) -> nn.Module:

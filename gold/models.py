@@ -17,7 +17,7 @@ from torchvision.models.resnet import BasicBlock
 from fastcore.basics import patch
 
 from .baselines import BASELINES, BaselineNet, build_baseline
-from .blocks import (IMAGENET_RESNET18, GoldOutput, adapt_first_conv, check_input_bands, conv_bn_relu,
+from .blocks import (IMAGENET_RESNET18, GoldOutput, adapt_first_conv, check_input_bands, check_pair, conv_bn_relu,
                          count_parameters, imagenet_weights_path, init_he_normal, load_imagenet_encoder)
 from .core import GoldError, get_logger
 
@@ -230,11 +230,7 @@ def forward(self: GoldNet,
             sar_t2: torch.Tensor,  # SAR t2 [B, sar_bands, H, W]
             opt_t2: torch.Tensor | None = None,  # optical t2 [B, opt_bands, H, W]; training only
             ) -> GoldOutput:
-    check_input_bands(opt_t1, self.config["opt_bands"], "opt_t1")
-    check_input_bands(sar_t2, self.config["sar_bands"], "sar_t2")
-    if sar_t2.shape[-2:] != opt_t1.shape[-2:]:
-        raise GoldError(f"sar_t2 is {tuple(sar_t2.shape[-2:])} px but opt_t1 is {tuple(opt_t1.shape[-2:])}",
-                        path="sar_t2")
+    check_pair(opt_t1, sar_t2, self.config)
     run_teacher = self.training and self.teacher_head is not None and opt_t2 is not None
     shared = self.config["shared_teacher"]
     if run_teacher:
