@@ -209,20 +209,30 @@ def fingerprint_runs(records: list[dict],  # from `run_record`
     return found
 
 # %% ../nbs/12a_provenance.ipynb #a948270f
+def _normal_config(probe: dict) -> dict:
+    "A probe config with today's defaults filled in, so that runs from before a field existed compare equal."
+    from gold.train import TrainConfig
+    try:
+        return TrainConfig.from_dict(probe, source="probe config").to_dict()
+    except GoldError:
+        return probe
+
+
 def _row_provenance(label: str, records: list[dict], prints: dict) -> dict:
     "One row: its runs, commits, probe config and fingerprint, and what is wrong with it (None: nothing)."
     row = {"label": label, "runs": len(records), "commits": sorted({r["commit"] or "unknown" for r in records}),
            "config": None, "fingerprint": None, "problem": None}
-    configs = {json.dumps(probe_config(r["config"], ""), sort_keys=True) for r in records if r["config"] is not None}
+    probes = [probe_config(r["config"], "") for r in records if r["config"] is not None]
+    configs = {json.dumps(_normal_config(p), sort_keys=True) for p in probes}
     if not configs:
         return row                                              # nothing trained: template and grid only
-    if len(configs) > 1 or any(r["config"] is None for r in records):
+    if len(configs) > 1 or len(probes) < len(records):
         return {**row, "problem": "its runs recorded different training configs"}
-    key = configs.pop()
-    row["config"] = json.loads(key)
+    row["config"] = json.loads(configs.pop())
     if any(not r["commit"] for r in records):
         return {**row, "problem": "a run did not record its commit"}
-    seen = [prints.get(key, {}).get(r["commit"], "not probed") for r in records]
+    seen = [prints.get(json.dumps(p, sort_keys=True), {}).get(r["commit"], "not probed")
+            for p, r in zip(probes, records)]
     errors = [s for s in seen if isinstance(s, str)]
     if errors:
         return {**row, "problem": errors[0]}
