@@ -23,10 +23,10 @@ from .core import GoldError, atomic_write_text, get_logger, read_json
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'INJECTED_TAG', 'PROBE_KEEP', 'PROBE_SCENE', 'notebook_digest', 'probe_config', 'behaviour_fingerprint',
-           'repo_root', 'fingerprints_at', 'behaviour_change', 'training_record', 'run_record', 'fingerprint_runs',
-           'report_provenance', 'provenance_path', 'write_provenance', 'demo_provenance', 'expected_reports',
-           'check_reports']
+__all__ = ['log', 'INJECTED_TAG', 'PROBE_KEEP', 'PROBE_SCENE', 'RUN_KEYS', 'notebook_digest', 'probe_config',
+           'behaviour_fingerprint', 'repo_root', 'fingerprints_at', 'behaviour_change', 'training_record', 'run_record',
+           'fingerprint_runs', 'report_provenance', 'provenance_path', 'write_provenance', 'demo_provenance',
+           'expected_reports', 'check_reports']
 
 # %% ../nbs/12a_provenance.ipynb #e61c2f2f
 INJECTED_TAG = "injected-parameters"  # the cell papermill adds with a run's parameters
@@ -302,21 +302,34 @@ def _grid_now(prov: dict, templates: Path) -> dict | None:
     return load_grid(path) if path.is_file() else None
 
 
+RUN_KEYS = ("name", "template", "params", "runs", "grid", "seeds")  # the grid keys that decide what runs compute
+
+
+def _template_versions(prov: dict, grid: dict | None) -> set[str]:
+    "The template digests of the runs, each vouched-for equivalent (`report.template_equivalent`) replaced."
+    vouched = ((grid or {}).get("report") or {}).get("template_equivalent") or {}
+    for old, entry in vouched.items():
+        if not (isinstance(entry, dict) and entry.get("same_as") and entry.get("why")):
+            raise GoldError(f"report.template_equivalent.{old} needs `same_as` (a digest) and `why` (the reason)",
+                            path=f"{prov['experiment']}.yaml")
+    return {vouched[d]["same_as"] if d in vouched else d for d in prov.get("template_digests") or []}
+
+
 def _static_problems(prov: dict, templates: Path) -> list[str]:
     "What changed in the template or the grid since the record was written."
-    found = []
+    found, now = [], _grid_now(prov, templates) if prov.get("grid") is not None else None
     if prov.get("template"):
         path = templates / f"{prov['template']}.ipynb"
-        digests = prov.get("template_digests") or []
+        digests = _template_versions(prov, now)
         if not path.is_file():
             found.append(f"its template {path} is gone")
         elif len(digests) > 1:
-            found.append(f"its runs executed {len(digests)} different versions of {path.name}")
-        elif digests and notebook_digest(path) != digests[0]:
+            found.append(f"its runs executed {len(digests)} different versions of {path.name} ({', '.join(sorted(digests))})")
+        elif digests and notebook_digest(path) != digests.pop():
             found.append(f"{path.name} changed since its runs executed it")
     if prov.get("grid") is not None:
-        now = _grid_now(prov, templates)
-        if json.dumps(now, sort_keys=True, default=str) != json.dumps(prov["grid"], sort_keys=True, default=str):
+        runs_now, runs_then = ({k: g.get(k) for k in RUN_KEYS} for g in (now or {}, prov["grid"]))
+        if json.dumps(runs_now, sort_keys=True, default=str) != json.dumps(runs_then, sort_keys=True, default=str):
             found.append(f"{prov['experiment']}.yaml differs from the grid its runs were made from")
     return found + [f"row {r['label']!r}: {r['problem']}" for r in prov["rows"] if r.get("problem")]
 
