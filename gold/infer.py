@@ -811,6 +811,14 @@ def _agree_on_summary(summary: dict | None, files: list[Path]) -> dict | None:
     return status[0]
 
 
+def _log_prediction(summary: dict, grid, plan: WindowPlan, ws: int, out: Path) -> None:
+    "The one line a finished prediction logs."
+    log.info("predicted %dx%d px (%s windows of %d px, %d rank(s)) in %.1f s, %.2f Mpixel/s; changed %.6g "
+             "map units^2 (%.2f%% of %d valid px) -> %s", grid.width, grid.height, len(plan), plan.height, ws,
+             summary["seconds"], summary["mpixel_per_s"], summary["changed_area"],
+             100 * summary["changed_fraction"], summary["valid_pixels"], out)
+
+
 def _remove_if_empty(folder: Path) -> None:
     "Remove an output folder this call created when a failure left it empty."
     if folder.is_dir() and not any(folder.iterdir()):
@@ -896,10 +904,7 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     if summary is None:
         raise GoldError("rank 0 failed to assemble the outputs; see its message", path=out)
     if r == 0:
-        log.info("predicted %dx%d px (%s windows of %d px, %d rank(s)) in %.1f s, %.2f Mpixel/s; changed %.6g "
-                 "map units^2 (%.2f%% of %d valid px) -> %s", grid.width, grid.height, len(plan), plan.height, ws,
-                 summary["seconds"], summary["mpixel_per_s"], summary["changed_area"],
-                 100 * summary["changed_fraction"], summary["valid_pixels"], out)
+        _log_prediction(summary, grid, plan, ws, out)
     return summary
 
 # %% ../nbs/09_infer.ipynb #1de6732f
