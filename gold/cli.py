@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("gold.synth", "write synthetic optical t1 / SAR t2 / optical t2 / label scenes"),
     "demo": ("gold.demo", "run the main job end to end on a synthetic scene"),
     "preprocess": ("gold.preprocess", "tile, filter and split raw scenes into leak-free train/val/test tiles"),
-    "import": ("gold.preprocess", "convert the real pixel-grid benchmark scenes into the raw scene layout"),
+    "import": ("gold.imports", "convert the real pixel-grid benchmark scenes into the raw scene layout"),
     "train": ("gold.train", "train GOLD (or an ablation) on preprocessed tiles; resumable, torchrun-ready"),
     "evaluate": ("gold.train", "score a run's student on a split (change-class F1, IoU, kappa, ...)"),
     "predict": ("gold.infer", "predict a whole optical t1 + SAR t2 scene to GeoTIFF change maps and polygons"),

@@ -22,22 +22,26 @@ import rasterio.warp
 import torch
 import torch.nn.functional as F
 from rasterio.enums import Resampling
-from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
-from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, crs_member, open_aligned, open_raster, read_window
+from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map
 from .train import Precision, dist_ready, init_distributed, load_student, rank, world_size
+
+# re-exported from gold.{mod}: the names stay importable here
+from .vectors import (CRS84, vectorise)
+
+# re-exported from gold.{mod}: the names stay importable here
+from .rasters import (gdal_cache_bytes, GDAL_CACHE_MB, NODATA, overview_factors, quantise, RasterOutputs)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NET_STRIDE', 'NODATA', 'GDAL_CACHE_MB', 'CRS84', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan',
-           'blend_ramp', 'blend_weights', 'PredictInputs', 'sar_units_of_file', 'intersection_region', 'check_inputs',
-           'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'gdal_cache_bytes',
-           'overview_factors', 'quantise', 'RasterOutputs', 'vectorise', 'PredictOptions', 'predict_scene',
+__all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
+           'PredictInputs', 'sar_units_of_file', 'intersection_region', 'check_inputs', 'SceneSource',
+           'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene',
            'add_predict_args', 'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
@@ -355,226 +359,6 @@ def scene_rows(plan: WindowPlan,  # the window layout
             full[:, c0:c1] = part
             yield r + s, full
     yield from empty(r1, grid.height)
-
-# %% ../nbs/09_infer.ipynb #d46acac0
-NODATA = 255  # nodata of every output raster
-GDAL_CACHE_MB = 64  # GDAL block cache during a prediction, plus room for two tile rows of every output
-
-
-def gdal_cache_bytes(width: int,  # output columns
-                     window_rows: int,  # rows of a window
-                     ) -> int:
-    "GDAL block cache for a prediction: bounded, but large enough for the output tiles in flight."
-    return GDAL_CACHE_MB * 2**20 + 3 * width * (window_rows + 2 * 256)
-
-
-def overview_factors(width: int,  # raster columns
-                     height: int,  # raster rows
-                     smallest: int = 64,  # stop before the overview's long side falls below this
-                     ) -> list[int]:
-    "Overview decimation factors 2, 4, 8, ... (at least [2])."
-    out, f = [], 2
-    while max(width, height) / f >= smallest:
-        out.append(f)
-        f *= 2
-    return out or [2]
-
-
-def quantise(p: np.ndarray,  # p(change), NaN where nodata
-             threshold: float = 0.5,  # decision threshold
-             ) -> tuple[np.ndarray, np.ndarray]:
-    "probability.tif values round(p * 254) and change_mask.tif values (p > threshold), 255 where nodata."
-    valid = np.isfinite(p)
-    with np.errstate(invalid="ignore"):
-        q = np.where(valid, np.floor(p * PROB_SCALE + 0.5), NODATA).astype(np.uint8)
-        m = np.where(valid, p > threshold, NODATA).astype(np.uint8)
-    return q, m
-
-# %% ../nbs/09_infer.ipynb #0d36d985
-class RasterOutputs:
-    """The contract's GeoTIFFs, open for writing row block by row block."""
-    RESAMPLING = {"probability": Resampling.average, "change_mask": Resampling.mode, "errors": Resampling.mode}
-    DESCRIPTIONS = {"probability": "p(change) * 254", "change_mask": "1 change, 0 no change",
-                    "errors": "TN 0, TP 1, FP 2, FN 3"}
-
-    def __init__(self,
-                 paths: dict,  # role (probability, change_mask, errors) -> temporary path
-                 grid: Grid,  # optical t1's grid
-                 tags: dict | None = None,  # role -> dataset tags
-                 ):
-        self.grid = grid
-        tiled = grid.width >= 256 and grid.height >= 256
-        profile = dict(driver="GTiff", count=1, dtype="uint8", width=grid.width, height=grid.height,
-                       crs=grid.crs, transform=grid.transform, nodata=NODATA, compress="deflate", predictor=2)
-        if tiled:
-            profile.update(tiled=True, blockxsize=256, blockysize=256)
-        self.ds = {}
-        for role, path in paths.items():
-            ds = rasterio.open(path, "w", **profile)
-            ds.set_band_description(1, self.DESCRIPTIONS[role])
-            ds.update_tags(**{k: str(v) for k, v in ((tags or {}).get(role) or {}).items()})
-            self.ds[role] = ds
-
-    def write(self,
-              row: int,  # row offset of the block
-              blocks: dict,  # role -> [rows, width] uint8
-              ) -> None:
-        "Write one full-width row block of each raster."
-        for role, data in blocks.items():
-            self.ds[role].write(data, 1, window=Window(0, row, self.grid.width, data.shape[0]))
-
-    def close(self,
-              overviews: bool = True,  # build overviews first
-              ) -> None:
-        "Build overviews and close the files."
-        try:
-            for role, ds in self.ds.items():
-                if overviews and not ds.closed:
-                    ds.build_overviews(overview_factors(ds.width, ds.height), self.RESAMPLING[role])
-        finally:
-            for ds in self.ds.values():
-                ds.close()
-
-# %% ../nbs/09_infer.ipynb #fa0b23a0
-@dataclasses.dataclass
-class _Part:
-    """A change polygon in pixel coordinates, with its pixel count and probability sum."""
-    geoms: list  # outlines (shapely polygons) still to be unioned
-    pixels: int  # change pixels
-    prob_sum: float  # sum of p(change) over them
-
-# %% ../nbs/09_infer.ipynb #1f41cf64
-CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}  # EPSG:4326, lon/lat order
-
-
-class _FeatureWriter:
-    "Writes one merged part as a GeoJSON feature (or counts it as dropped), updating the running stats."
-    def __init__(self, f, stats: dict, coeffs: list, pixel_area: float, min_area: float, simplify: float, to_4326):
-        self.f, self.stats, self.coeffs, self.pixel_area = f, stats, coeffs, pixel_area
-        self.min_area, self.simplify, self.to_4326 = min_area, simplify, to_4326  # to_4326: the scene CRS, or None
-
-    def __call__(self, part: _Part) -> None:
-        import shapely
-        from rasterio.warp import transform_geom
-        from shapely.affinity import affine_transform
-        from shapely.geometry import mapping
-        stats = self.stats
-        geom = part.geoms[0] if len(part.geoms) == 1 else shapely.union_all(part.geoms)
-        if part.pixels * self.pixel_area < self.min_area:
-            stats["dropped"] += 1
-            return
-        geom = affine_transform(geom, self.coeffs)
-        if self.simplify > 0:
-            geom = geom.simplify(self.simplify, preserve_topology=True)
-        if geom.is_empty:
-            stats["dropped"] += 1
-            return
-        area, out = float(geom.area), mapping(geom)
-        if self.to_4326 is not None:
-            out = transform_geom(self.to_4326, "EPSG:4326", out)
-        feat = {"type": "Feature", "id": stats["features"],
-                "properties": {"area": area, "pixels": int(part.pixels),
-                               "mean_probability": round(part.prob_sum / part.pixels, 6)}, "geometry": out}
-        self.f.write(("" if stats["features"] == 0 else ",\n") + json.dumps(feat))
-        stats["features"] += 1
-        stats["area"] += area
-        stats["pixels"] += int(part.pixels)
-
-# %% ../nbs/09_infer.ipynb #5106f3a9
-def _join_across_border(pending: dict, parts: dict, prev_row: np.ndarray | None, top: np.ndarray, bottom: np.ndarray,
-                        emit: _FeatureWriter) -> tuple[dict, np.ndarray | None]:
-    "Merge a block's parts with those left open above it (union-find over the shared border); emit the closed ones."
-    import shapely
-    parent = {k: k for k in list(pending) + list(parts)}
-
-    def find(k):
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    if prev_row is not None:
-        both = (prev_row > 0) & (top > 0)
-        for a, b in set(zip(prev_row[both].tolist(), top[both].tolist())):
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, _Part] = {}
-    for k, part in list(pending.items()) + list(parts.items()):
-        g = groups.setdefault(find(k), _Part([], 0, 0.0))
-        g.geoms += part.geoms
-        g.pixels += part.pixels
-        g.prob_sum += part.prob_sum
-    bottom_roots = {find(k) for k in np.unique(bottom[bottom > 0]).tolist()}
-    still_open = {}
-    for root, g in groups.items():
-        if root in bottom_roots:
-            if len(g.geoms) > 1:
-                g.geoms = [shapely.union_all(g.geoms)]
-            still_open[root] = g
-        else:
-            emit(g)
-    prev = np.array([find(k) if k else 0 for k in bottom.tolist()], np.int64) if bottom_roots else None
-    return still_open, prev
-
-# %% ../nbs/09_infer.ipynb #6ee8768a
-def vectorise(mask_path: str | os.PathLike,  # change_mask.tif (1 = change)
-              prob_path: str | os.PathLike,  # probability.tif (p * 254)
-              out_path: str | os.PathLike,  # the GeoJSON to write
-              min_area: float = 0.0,  # drop parts smaller than this (map units^2)
-              simplify: float = 0.0,  # Douglas-Peucker tolerance (map units); 0 keeps pixel outlines
-              epsg4326: bool = False,  # write longitude/latitude (EPSG:4326) instead of the scene CRS
-              block_rows: int = 512,  # rows read at a time
-              ) -> dict:
-    "Write the change polygons as a GeoJSON FeatureCollection; return counts and total area."
-    import scipy.ndimage
-    from rasterio.features import shapes
-    from shapely.geometry import shape
-
-    with open_raster(mask_path) as mds, open_raster(prob_path) as pds:
-        tr, crs, height, width = mds.transform, mds.crs, mds.height, mds.width
-        if epsg4326 and not crs:
-            raise GoldError("--epsg4326 needs a georeferenced scene (optical t1 has no CRS)", path=mask_path)
-        pixel_area = abs(tr.a * tr.e - tr.b * tr.d)
-        coeffs = [tr.a, tr.b, tr.d, tr.e, tr.c, tr.f]
-        stats = {"features": 0, "area": 0.0, "pixels": 0, "dropped": 0}
-        with open(out_path, "w") as f:
-            head = {"type": "FeatureCollection", "name": "change_polygons"}
-            member = CRS84 if epsg4326 else crs_member(crs)
-            if member:
-                head["crs"] = member
-            f.write(json.dumps(head)[:-1] + ', "features": [\n')
-
-            emit = _FeatureWriter(f, stats, coeffs, pixel_area, min_area, simplify, crs if epsg4326 else None)
-            pending: dict[int, _Part] = {}      # parts touching the previous block's last row, by id
-            prev_row = None                      # part id per column of the previous block's last row (0 none)
-            next_id = 1
-            for r0 in range(0, height, block_rows):
-                win = Window(0, r0, width, min(block_rows, height - r0))
-                change = read_window(mds, win, path=mask_path, indexes=1) == 1
-                if not change.any():
-                    for part in pending.values():
-                        emit(part)
-                    pending, prev_row = {}, None
-                    continue
-                lab, n = scipy.ndimage.label(change)
-                prob = read_window(pds, win, path=prob_path, indexes=1).astype(np.float64) / PROB_SCALE
-                counts = np.bincount(lab.ravel(), minlength=n + 1)
-                sums = np.bincount(lab.ravel(), weights=prob.ravel(), minlength=n + 1)
-                parts = {}
-                for geom, v in shapes(lab, mask=change, connectivity=4, transform=Affine.translation(0, r0)):
-                    v = int(v)
-                    parts[next_id + v - 1] = _Part([shape(geom)], int(counts[v]), float(sums[v]))
-                ids = np.where(lab > 0, lab + next_id - 1, 0)
-                next_id += n
-                last = r0 + win.height >= height
-                bottom = ids[-1] if not last else np.zeros(width, ids.dtype)
-                pending, prev_row = _join_across_border(pending, parts, prev_row, ids[0], bottom, emit)
-            for part in pending.values():
-                emit(part)
-            f.write("\n]}\n")
-    stats["pixel_area"] = pixel_area
-    return stats
 
 # %% ../nbs/09_infer.ipynb #4e0da5ee
 OUTPUTS = ("probability.tif", "change_mask.tif", "change_polygons.geojson", "errors.tif", "metrics.json",

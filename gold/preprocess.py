@@ -7,39 +7,34 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import shutil
-import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import rasterio
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.transform import Affine
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from fastcore.basics import patch
 
 from .core import Config, GoldError, atomic_path, atomic_write_text, get_logger, progress
-from .io import (Grid, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
-                     read_pixel_grid, read_window, write_geotiff)
+from .io import (Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
+                     read_window, write_geotiff)
+from .splits import (MANIFEST_COLUMNS, SceneState, assign_splits, box_overlap,  # noqa: F401 (re-exported)
+                         find_duplicates, find_split_leaks, read_manifest, space_key, spatial_groups, tile_boxes,
+                         tile_name, tile_path, tile_transform)
+from .imports import REAL_SCENES, add_import_args, import_real_scenes, run_import  # noqa: F401 (re-exported)
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SPLITS', 'ROLES', 'MANIFEST_COLUMNS', 'REAL_SCENES', 'PreprocessConfig', 'tile_starts', 'block_segments',
-           'min_blocks', 'choose_block', 'scene_tiles', 'SceneReader', 'tile_transform', 'tile_boxes', 'box_overlap',
-           'spatial_groups', 'assign_splits', 'sar_display_values', 'display_range', 'to_png_rgb', 'write_png',
-           'tile_name', 'read_manifest', 'tile_path', 'find_split_leaks', 'preprocess', 'add_preprocess_args',
-           'run_preprocess', 'import_real_scenes', 'add_import_args', 'run_import']
+__all__ = ['log', 'SPLITS', 'ROLES', 'PreprocessConfig', 'tile_starts', 'block_segments', 'min_blocks', 'choose_block',
+           'scene_tiles', 'SceneReader', 'sar_display_values', 'display_range', 'to_png_rgb', 'write_png', 'preprocess',
+           'add_preprocess_args', 'run_preprocess']
 
 # %% ../nbs/03_preprocess.ipynb #151f1dda
 SPLITS = ("train", "val", "test")
@@ -256,197 +251,6 @@ def _pad(arr: np.ndarray,  # [bands, h, w]
     out[:, :h, :w] = arr
     return out
 
-# %% ../nbs/03_preprocess.ipynb #bffb7435
-def tile_transform(grid: Grid,  # the scene's grid (optical t1)
-                   row_off: int,  # tile row offset
-                   col_off: int,  # tile column offset
-                   ) -> Affine:
-    "Affine transform of a tile."
-    return grid.transform @ Affine.translation(col_off, row_off)
-
-
-def tile_boxes(grid: Grid,  # the scene's grid
-               tiles: pd.DataFrame,  # row_off, col_off per tile
-               size: int,  # tile size
-               dst_crs: CRS | None = None,  # reproject the boxes into this CRS
-               ) -> np.ndarray:
-    "Boxes (left, bottom, right, top) of tiles in map coordinates, [n, 4]."
-    if len(tiles) == 0:
-        return np.zeros((0, 4))
-    fr = np.array([0, 0.5, 1, 0, 0.5, 1, 0, 0.5, 1]) * size
-    fc = np.array([0, 0, 0, 0.5, 0.5, 0.5, 1, 1, 1]) * size
-    rows = tiles.row_off.to_numpy()[:, None] + fr[None]
-    cols = tiles.col_off.to_numpy()[:, None] + fc[None]
-    t = grid.transform
-    xs, ys = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
-    if dst_crs is not None and grid.crs is not None and CRS.from_user_input(dst_crs) != grid.crs:
-        from rasterio.warp import transform as warp_points
-        x2, y2 = warp_points(grid.crs, dst_crs, xs.ravel().tolist(), ys.ravel().tolist())
-        xs, ys = np.asarray(x2).reshape(xs.shape), np.asarray(y2).reshape(ys.shape)
-    return np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
-
-
-def box_overlap(a: np.ndarray,  # [n, 4] boxes
-                b: np.ndarray,  # [m, 4] boxes
-                ) -> np.ndarray:
-    "Intersection area over the smaller box's area, [n, m]; negative where boxes are apart, 0 where they touch."
-    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    smaller = np.minimum(area_a[:, None], area_b[None, :])
-    inter = np.where((w > 0) & (h > 0), w * h, np.minimum(w, h))
-    return inter / np.maximum(smaller, 1e-12)
-
-# %% ../nbs/03_preprocess.ipynb #df8d11c2
-@dataclasses.dataclass
-class _SceneState:
-    """What the scan learned about a scene."""
-    info: SceneInfo
-    space: str  # "crs" when georeferenced, else "pixel:<hash of optical t1>"
-    block: int  # block side used
-    tiles: pd.DataFrame  # one row per candidate tile
-
-
-def _space_key(info: SceneInfo) -> str:
-    "Which scenes can share places with this one: all CRS scenes, or pixel grids with the same image."
-    if info.grid.crs is not None:
-        return "crs"
-    digest = hashlib.sha256()
-    with open_raster(info.scene.opt_t1) as ds:
-        digest.update(f"{ds.count} {ds.width} {ds.height} {ds.dtypes[0]}".encode())
-        step = max(1, 4_000_000 // max(ds.width * ds.count, 1))
-        for r in range(0, ds.height, step):
-            digest.update(read_window(ds, Window(0, r, ds.width, min(step, ds.height - r))).tobytes())
-    return "pixel:" + digest.hexdigest()[:16]
-
-
-def _comparable(a: _SceneState, b: _SceneState) -> bool:
-    return a.space == b.space
-
-
-def _boxes_in(state: _SceneState, tiles: pd.DataFrame, size: int, crs) -> np.ndarray:
-    try:
-        return tile_boxes(state.info.grid, tiles, size, crs)
-    except Exception as err:  # a CRS pair without a transformation: never the same place
-        log.warning("%s: cannot reproject tile footprints (%s); not compared with other scenes",
-                    state.info.scene.name, err)
-        return np.full((len(tiles), 4), np.nan)
-
-
-class _UnionFind:
-    def __init__(self, keys):
-        self.parent = {k: k for k in keys}
-
-    def find(self, k):
-        while self.parent[k] != k:
-            self.parent[k] = self.parent[self.parent[k]]
-            k = self.parent[k]
-        return k
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-# %% ../nbs/03_preprocess.ipynb #45fcff6c
-def spatial_groups(states: list[_SceneState],  # scanned scenes
-                   size: int,  # tile size
-                   ) -> dict[tuple[str, int], int]:
-    "Group id of each (scene, block) with kept tiles: blocks whose kept tiles overlap or touch across scenes merge."
-    kept = {s.info.scene.name: s.tiles[s.tiles.kept] for s in states}
-    keys = [(name, int(b)) for name, t in kept.items() for b in sorted(t.block.unique())]
-    uf = _UnionFind(keys)
-    for i, si in enumerate(states):
-        ti = kept[si.info.scene.name]
-        if ti.empty:
-            continue
-        for sj in states[i + 1:]:
-            tj = kept[sj.info.scene.name]
-            if tj.empty or not _comparable(si, sj):
-                continue
-            bi = _boxes_in(si, ti, size, si.info.grid.crs)
-            bj = _boxes_in(sj, tj, size, si.info.grid.crs)
-            for chunk in range(0, len(bi), 512):
-                hit = box_overlap(bi[chunk:chunk + 512], bj) >= 0        # overlap or touch
-                for a, b in zip(*np.nonzero(hit)):
-                    uf.union((si.info.scene.name, int(ti.block.iloc[chunk + a])),
-                             (sj.info.scene.name, int(tj.block.iloc[b])))
-    roots = sorted({uf.find(k) for k in keys})
-    index = {r: g for g, r in enumerate(roots)}
-    return {k: index[uf.find(k)] for k in keys}
-
-# %% ../nbs/03_preprocess.ipynb #a1db8615
-def assign_splits(n_tiles: np.ndarray,  # kept tiles per group, [G]
-                  changed: np.ndarray,  # changed pixels per group, [G]
-                  labelled: np.ndarray,  # labelled pixels per group, [G]
-                  scene_tiles_: np.ndarray,  # kept tiles per group and scene, [G, S]
-                  fractions: Sequence[float],  # target shares of train, val, test
-                  seed: int = 0,  # seed of the trials
-                  trials: int = 200,  # random assignments tried
-                  ) -> tuple[np.ndarray, float]:
-    "Split index (0 train, 1 val, 2 test) per group, and the score of that assignment (lower is better)."
-    n_tiles, changed, labelled = (np.asarray(x, float) for x in (n_tiles, changed, labelled))
-    scene_tiles_ = np.asarray(scene_tiles_, float).reshape(len(n_tiles), -1)
-    f = np.asarray(fractions, float)
-    active = np.flatnonzero(f > 1e-9)
-    G = len(n_tiles)
-    if G < len(active):
-        raise GoldError(f"only {G} spatial group(s) of kept tiles, too few for {len(active)} splits")
-    if len(active) == 1:
-        return np.full(G, active[0]), 0.0
-    rng = np.random.default_rng(seed)
-    overall = changed.sum() / max(labelled.sum(), 1)
-    best, best_score = None, np.inf
-    for _ in range(trials):
-        assign = _split_trial(rng, n_tiles, scene_tiles_, f, active)
-        score = _split_score(assign, n_tiles, changed, labelled, scene_tiles_, f, active, overall)
-        if score < best_score - 1e-12:
-            best, best_score = assign.copy(), score
-    return best, float(best_score)
-
-
-def _split_trial(rng: np.random.Generator, n_tiles, scene_tiles_, f, active) -> np.ndarray:
-    "One random assignment: stratified per scene where a scene has enough groups, then global deficits."
-    G, S = scene_tiles_.shape
-    assign = np.full(G, -1)
-    home = scene_tiles_.argmax(1)                       # the scene holding most of a group's tiles
-
-    def give(groups, total, counts):
-        for g in groups:
-            deficit = f * total - counts + rng.uniform(0, 1e-6, 3)     # random tie-break
-            s = int(np.argmax(np.where(f > 1e-9, deficit, -np.inf)))
-            assign[g], counts[s] = s, counts[s] + n_tiles[g]
-
-    for scene in rng.permutation(S):
-        gs = rng.permutation(np.flatnonzero(home == scene))
-        if len(gs) < len(active):
-            continue
-        counts = np.zeros(3)
-        for g, s in zip(gs[:len(active)], rng.permutation(active)):
-            assign[g], counts[s] = s, counts[s] + n_tiles[g]
-        give(gs[len(active):], n_tiles[gs].sum(), counts)
-    counts = np.array([n_tiles[assign == s].sum() for s in range(3)], float)
-    give(rng.permutation(np.flatnonzero(assign < 0)), n_tiles.sum(), counts)
-    for s in active:                                    # every requested split gets at least one group
-        if not (assign == s).any():
-            sizes = np.bincount(assign, minlength=3)
-            donor = int(np.argmax(sizes))
-            assign[rng.choice(np.flatnonzero(assign == donor))] = s
-    return assign
-
-# %% ../nbs/03_preprocess.ipynb #82048707
-def _split_score(assign, n_tiles, changed, labelled, scene_tiles_, f, active, overall) -> float:
-    onehot = np.eye(3)[assign]                         # [G, 3]
-    counts = n_tiles @ onehot
-    score = np.abs(counts / counts.sum() - f).sum()
-    ratios = (changed @ onehot)[active] / np.maximum((labelled @ onehot)[active], 1)
-    score += 0.5 * np.abs(ratios - overall).sum() / max(overall, 1e-3)
-    per_scene = scene_tiles_.T @ onehot                 # [S, 3]
-    shares = per_scene / np.maximum(per_scene.sum(1, keepdims=True), 1)
-    score += 0.25 * np.abs(shares - f).sum(1).mean()
-    return float(score)
-
 # %% ../nbs/03_preprocess.ipynb #d3be7c85
 def sar_display_values(sar: np.ndarray,  # [bands, H, W] SAR
                        units: str,  # "linear", "db" or "dn"
@@ -511,73 +315,6 @@ def write_png(path: str | os.PathLike,  # destination `.png`
     with atomic_path(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
     return Path(path)
-
-# %% ../nbs/03_preprocess.ipynb #2f36d8d7
-MANIFEST_COLUMNS = ["tile", "scene", "split", "row_off", "col_off", "height", "width", "left", "bottom", "right",
-                    "top", "crs", "transform", "changed_fraction", "labelled_fraction", "black_fraction", "kept",
-                    "reason", "has_opt_t2", "block", "group", "changed_pixels", "labelled_pixels"]
-
-
-def tile_name(scene: str, row_off: int, col_off: int) -> str:
-    "The contract's tile name."
-    return f"{scene}_r{row_off:05d}_c{col_off:05d}"
-
-
-def read_manifest(out: str | os.PathLike,  # a preprocessed folder (or its manifest.csv)
-                  ) -> pd.DataFrame:
-    "Read `manifest.csv` with its types: empty split / reason as '', kept and has_opt_t2 as bool."
-    path = Path(out)
-    path = path / "manifest.csv" if path.is_dir() else path
-    if not path.is_file():
-        raise GoldError("manifest.csv not found; run `gold preprocess` first", path=path)
-    df = pd.read_csv(path, dtype={"split": str, "reason": str, "crs": str, "transform": str, "tile": str,
-                                  "scene": str}, keep_default_na=False)
-    for col in ("kept", "has_opt_t2"):
-        df[col] = df[col].astype(str).str.lower().isin(["true", "1"])
-    return df
-
-
-def tile_path(out: str | os.PathLike,  # the preprocessed folder
-              split: str,  # train, val or test
-              role: str,  # A, B, C or label
-              tile: str,  # tile name
-              ext: str = "tif",  # "tif", or "png" for the PNG layout
-              ) -> Path:
-    "Where a tile file lives in the output layout."
-    out = Path(out)
-    return (out / split / role / f"{tile}.tif") if ext == "tif" else (out / "png" / split / role / f"{tile}.png")
-
-# %% ../nbs/03_preprocess.ipynb #44adf2a3
-def find_split_leaks(out: str | os.PathLike,  # a preprocessed folder
-                     ) -> pd.DataFrame:
-    "Pairs of kept tiles in different splits whose footprints (read from the tile files) share area."
-    df = read_manifest(out)
-    df = df[df.kept].reset_index(drop=True)
-    boxes, crss = [], []
-    for row in df.itertuples():
-        with open_raster(tile_path(out, row.split, "label", row.tile)) as ds:
-            g = Grid.of(ds)
-            x0, y0, x1, y1 = g.bounds
-            boxes.append((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
-            crss.append(g.crs)
-    boxes = np.array(boxes, float).reshape(-1, 4)
-    ref = next((c for c in crss if c is not None), None)
-    geo = np.array([c is not None for c in crss])
-    for i in np.flatnonzero(geo):
-        if crss[i] != ref:
-            boxes[i] = transform_bounds(crss[i], ref, *boxes[i])
-    pairs = []
-    split = df.split.to_numpy()
-    scene = df.scene.to_numpy()
-    for start in range(0, len(df), 512):
-        end = start + 512
-        ov = box_overlap(boxes[start:end], boxes)
-        same_space = (geo[start:end, None] & geo[None, :]) | (scene[start:end, None] == scene[None, :])
-        bad = (ov > 1e-9) & same_space & (split[start:end, None] != split[None, :])
-        for i, j in zip(*np.nonzero(bad)):
-            if start + i < j:
-                pairs.append((df.tile[start + i], split[start + i], df.tile[j], split[j], float(ov[i, j])))
-    return pd.DataFrame(pairs, columns=["tile_a", "split_a", "tile_b", "split_b", "overlap"])
 
 # %% ../nbs/03_preprocess.ipynb #d15205e0
 def _input_fingerprint(scenes: list[Scene]) -> dict:
@@ -664,8 +401,8 @@ def _validate_all(scenes: list[Scene]) -> list[SceneInfo]:
     return infos
 
 # %% ../nbs/03_preprocess.ipynb #4d35ab75
-def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[_SceneState], stage: Path,
-                bar, png: bool) -> _SceneState:
+def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[SceneState], stage: Path,
+                bar, png: bool) -> SceneState:
     "Filter, de-duplicate, read and stage the candidate tiles of one scene."
     grid, name, size = info.grid, info.scene.name, cfg.tile
     if grid.height < size or grid.width < size:
@@ -673,9 +410,9 @@ def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[_SceneStat
                     name, grid.height, grid.width, size)
     block = choose_block(grid.height, grid.width, cfg)
     tiles = scene_tiles(grid.height, grid.width, cfg, block)
-    state = _SceneState(info, _space_key(info), block, tiles)
+    state = SceneState(info, space_key(info), block, tiles)
     tiles["tile"] = [tile_name(name, r, c) for r, c in zip(tiles.row_off, tiles.col_off)]
-    dup = _duplicates(state, earlier, size, cfg.dup_overlap)
+    dup = find_duplicates(state, earlier, size, cfg.dup_overlap)
     stats = {k: [] for k in ("black_fraction", "changed_pixels", "labelled_pixels", "reason")}
     area = size * size
     with SceneReader(info) as reader:
@@ -706,23 +443,6 @@ def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[_SceneStat
     return state
 
 # %% ../nbs/03_preprocess.ipynb #3c3ea8a6
-def _duplicates(state: _SceneState, earlier: list[_SceneState], size: int, threshold: float) -> list[str]:
-    "For each candidate tile, the kept tile of an earlier scene it duplicates, or ''."
-    found = [""] * len(state.tiles)
-    for other in earlier:
-        kept = other.tiles[other.tiles.kept]
-        if kept.empty or not _comparable(state, other):
-            continue
-        mine = _boxes_in(state, state.tiles, size, other.info.grid.crs)
-        theirs = tile_boxes(other.info.grid, kept, size)
-        for start in range(0, len(mine), 512):
-            ov = np.nan_to_num(box_overlap(mine[start:start + 512], theirs), nan=-1.0)
-            best = ov.argmax(1)
-            for i in np.flatnonzero(ov[np.arange(len(ov)), best] > threshold):
-                found[start + i] = found[start + i] or kept.tile.iloc[best[i]]
-    return found
-
-
 def _png_ranges(reader: SceneReader) -> dict:
     ranges = {"B": display_range(reader.b, "sar", reader.info.sar_units or "linear", reader.scene.sar_t2)}
     if reader.a.dtypes[0] != "uint8":
@@ -763,7 +483,7 @@ def _stage_tile(stage: Path, info: SceneInfo, row, a: np.ndarray, rest: dict, re
         write_png(stage / "png" / "label" / f"{row.tile}.png", to_png_rgb(rest["label"][None], "label"))
 
 # %% ../nbs/03_preprocess.ipynb #a3b9e066
-def _manifest(states: list[_SceneState], size: int) -> pd.DataFrame:
+def _manifest(states: list[SceneState], size: int) -> pd.DataFrame:
     frames = []
     for s in states:
         t = s.tiles.copy()
@@ -821,7 +541,7 @@ def _move_into_splits(tmp: Path, df: pd.DataFrame, png: bool) -> None:
     shutil.rmtree(stage)
 
 # %% ../nbs/03_preprocess.ipynb #de320c48
-def _scene_summary(s: _SceneState) -> dict:
+def _scene_summary(s: SceneState) -> dict:
     i = s.info
     return {"width": i.grid.width, "height": i.grid.height, "crs": i.grid.crs.to_string() if i.grid.crs else None,
             "opt_bands": i.opt_bands, "sar_bands": i.sar_bands, "sar_units": i.sar_units or "linear",
@@ -864,7 +584,7 @@ def preprocess(raw: str | os.PathLike,  # folder of raw scenes (`{base}_A.tif`, 
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         png = cfg.format == "png"
-        states: list[_SceneState] = []
+        states: list[SceneState] = []
         total = sum(len(scene_tiles(i.grid.height, i.grid.width, cfg)) for i in infos)
         with progress(total=total, desc="preprocess", unit="tile") as bar:
             for info in infos:
@@ -941,132 +661,3 @@ def run_preprocess(args: argparse.Namespace,  # parsed `gold preprocess` argumen
                            test=args.test, seed=args.seed, block=args.block, gap=args.gap,
                            split_trials=args.split_trials, format=args.format)
     return preprocess(args.raw, args.out, cfg, overwrite=args.overwrite)
-
-# %% ../nbs/03_preprocess.ipynb #6268595a
-def _rgb(arr: np.ndarray) -> np.ndarray:
-    "The first three bands (an alpha band dropped)."
-    return np.ascontiguousarray(arr[:3])
-
-
-def _one_band(arr: np.ndarray, path: Path) -> np.ndarray:
-    "A single float32 band from 1 or 3 identical bands, or from the mean of a false-colour rendering."
-    arr = arr[:3]
-    if arr.shape[0] == 3 and not ((arr[0] == arr[1]).all() and (arr[0] == arr[2]).all()):
-        log.info("%s: bands differ (a colour rendering); SAR band = mean of the three", path.name)
-    return arr.astype(np.float32).mean(0, keepdims=True)
-
-
-def _binary(label: np.ndarray, threshold: float, inclusive: bool = False) -> np.ndarray:
-    "0/255 uint8 label from the first band of a grey or soft label."
-    band = label[0].astype(np.float64)
-    return np.where(band >= threshold if inclusive else band > threshold, 255, 0).astype(np.uint8)
-
-
-def _load_yellow_river(d: Path) -> dict:
-    a, _ = read_pixel_grid(d / "YellowRiver_2.jpg")
-    b, _ = read_pixel_grid(d / "YellowRiver_1.jpg")
-    e, _ = read_pixel_grid(d / "YellowRiver_gt.bmp")
-    return dict(A=_rgb(a), B=_one_band(b, d / "YellowRiver_1.jpg"), E=_binary(e, 127), modality="sar",
-                note="t1 SAR (Radarsat-2) and t2 optical swapped to optical t1 / SAR t2",
-                sources="YellowRiver_2.jpg (A), YellowRiver_1.jpg (B), YellowRiver_gt.bmp (E)")
-
-
-def _load_urban_lpem4(d: Path) -> dict:
-    path = d / "dataset4.mat"
-    a, _ = read_pixel_grid(path, key="image_t2")
-    b, _ = read_pixel_grid(path, key="image_t1")
-    e, _ = read_pixel_grid(path, key="Ref_gt")
-    return dict(A=_rgb(a), B=_one_band(b, path), E=_binary(e, 0.5, inclusive=True), modality="sar",
-                note="t1 SAR and t2 optical swapped to optical t1 / SAR t2; label Ref_gt >= 0.5",
-                sources="dataset4.mat: image_t2 (A), image_t1 (B), Ref_gt (E)")
-
-
-def _load_gold_sample(d: Path) -> dict:
-    crop = (slice(None), slice(2, -2), slice(2, -2))
-    a, _ = read_pixel_grid(d / "A.png")
-    b, _ = read_pixel_grid(d / "B.png")
-    c, _ = read_pixel_grid(d / "C.png")
-    e, _ = read_pixel_grid(d / "Label.png")
-    return dict(A=_rgb(a[crop]), B=_one_band(b[crop], d / "B.png"), D=_rgb(c[crop]), E=_binary(e[crop], 127),
-                modality="sar", note="2-px frame cropped, alpha dropped; SAR = mean of the false-colour rendering",
-                sources="A.png (A), B.png (B), C.png (D), Label.png (E)")
-
-
-def _load_italy_sardinia(d: Path) -> dict:
-    a, _ = read_pixel_grid(d / "Italy_2.bmp")
-    b, _ = read_pixel_grid(d / "Italy_1.bmp")
-    e, _ = read_pixel_grid(d / "Italy_gt.bmp")
-    return dict(A=_rgb(a), B=_one_band(b, d / "Italy_1.bmp"), E=_binary(e, 127), modality="nir",
-                note="NOT SAR: t1 Landsat NIR band used as the 'SAR' band, t2 RGB as optical t1 (swapped)",
-                sources="Italy_2.bmp (A), Italy_1.bmp (B), Italy_gt.bmp (E)")
-
-
-REAL_SCENES = {"yellow_river": _load_yellow_river, "urban_lpem4": _load_urban_lpem4,
-               "gold_sample": _load_gold_sample, "italy_sardinia": _load_italy_sardinia}
-
-# %% ../nbs/03_preprocess.ipynb #3ed8be0b
-def import_real_scenes(real_dir: str | os.PathLike,  # the folder of real scenes (`../shared/data/real`)
-                       out: str | os.PathLike,  # raw scene folder to write
-                       scenes: Sequence[str] | None = None,  # scene folders to import; None = all known
-                       overwrite: bool = False,  # replace existing raw files
-                       ) -> list[str]:
-    "Convert the real pixel-grid scenes into the raw layout; return the scene names written."
-    real_dir, out = Path(real_dir), Path(out)
-    if not real_dir.is_dir():
-        raise GoldError("real scene folder not found", path=real_dir)
-    names = list(scenes) if scenes else [n for n in REAL_SCENES if (real_dir / n).is_dir()]
-    unknown = [n for n in names if n not in REAL_SCENES]
-    if unknown:
-        raise GoldError(f"unknown scene(s) {', '.join(unknown)}; known: {', '.join(REAL_SCENES)}", path=real_dir)
-    missing = [n for n in names if not (real_dir / n).is_dir()]
-    if missing or not names:
-        raise GoldError(f"scene folder(s) {', '.join(missing) or ', '.join(REAL_SCENES)} not found", path=real_dir)
-    existing = [p for n in names for s in "ABDE" if (p := out / f"{n}_{s}.tif").exists()]
-    if existing and not overwrite:
-        raise GoldError("output exists; pass --overwrite to replace it", path=existing[0])
-    for name in progress(names, desc="import", unit="scene"):
-        data = REAL_SCENES[name](real_dir / name)
-        tags = {"source": f"{real_dir.name}/{name}: {data['sources']}", "note": data["note"]}
-        ident = Affine.identity()
-        write_geotiff(out / f"{name}_A.tif", data["A"], None, ident, tags=tags, band_names=["red", "green", "blue"])
-        write_geotiff(out / f"{name}_B.tif", data["B"], None, ident,
-                      tags={**tags, "units": "dn", "modality": data["modality"]}, band_names=[data["modality"]])
-        if "D" in data:
-            write_geotiff(out / f"{name}_D.tif", data["D"], None, ident, tags=tags,
-                          band_names=["red", "green", "blue"])
-        elif (out / f"{name}_D.tif").exists():
-            (out / f"{name}_D.tif").unlink()
-        write_geotiff(out / f"{name}_E.tif", data["E"], None, ident,
-                      tags={**tags, "values": "0=no change, 255=change"}, band_names=["change"])
-        h, w = data["E"].shape
-        log.info("%s: %d x %d px, changed %.1f %%; no CRS: written as a pixel grid (identity transform); %s",
-                 name, h, w, 100 * (data["E"] > 0).mean(), data["note"])
-        if data["modality"] != "sar":
-            log.info("%s: cross-modal extra scene, its 'SAR' band is %s, not SAR", name, data["modality"].upper())
-    return names
-
-# %% ../nbs/03_preprocess.ipynb #ffacf919
-def add_import_args(parser: argparse.ArgumentParser,  # the `gold import` parser
-                    ) -> None:
-    "Arguments of `gold import`."
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--real", type=Path, help="folder of the real pixel-grid scenes (e.g. ../shared/data/real)")
-    src.add_argument("--ombria", type=Path, help="an OMBRIA-layout folder (e.g. ../shared/data/real/ombria): "
-                     "written as a preprocessed tile folder, published train/test kept")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="raw scene folder to write (--real) or preprocessed tile folder (--ombria)")
-    parser.add_argument("--val", type=float, default=0.1, help="--ombria: share of train tiles held out for validation")
-    parser.add_argument("--seed", type=int, default=0, help="--ombria: seed of the validation draw")
-    parser.add_argument("--limit", type=int, default=None, help="--ombria: first N tiles of each split only")
-    parser.add_argument("--scenes", nargs="+", default=None, choices=list(REAL_SCENES),
-                        help="scenes to import (default: all present)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing raw files")
-
-
-def run_import(args: argparse.Namespace,  # parsed `gold import` arguments
-               ) -> list[str]:
-    "Run `gold import`."
-    if args.ombria is not None:
-        from gold.ombria import import_ombria
-        return import_ombria(args.ombria, args.out, args.val, args.seed, args.limit, args.overwrite).tile.tolist()
-    return import_real_scenes(args.real, args.out, args.scenes, args.overwrite)
