@@ -181,15 +181,9 @@ class TripleEUNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """He-normal (fan-out) convs and linears, unit batch norms; small output convs."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        """He-normal (fan-out) convs and linears, unit batch norms (the kit's initialiser); small output convs."""
+        from gold.blocks import init_he_normal
+        init_he_normal(self)
         for head in (self.student_head, self.teacher_head):
             for conv in (head.diff[-2], head.classifier[-1]):
                 nn.init.normal_(conv.weight, std=0.01)
