@@ -24,9 +24,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'INJECTED_TAG', 'PROBE_KEEP', 'PROBE_SCENE', 'RUN_KEYS', 'notebook_digest', 'probe_config',
-           'behaviour_fingerprint', 'repo_root', 'fingerprints_at', 'behaviour_change', 'training_record', 'run_record',
-           'fingerprint_runs', 'report_provenance', 'provenance_path', 'write_provenance', 'demo_provenance',
-           'expected_reports', 'check_reports']
+           'behaviour_fingerprint', 'repo_root', 'fingerprints_at', 'probe_machine', 'behaviour_change',
+           'training_record', 'run_record', 'fingerprint_runs', 'report_provenance', 'provenance_path',
+           'write_provenance', 'demo_provenance', 'expected_reports', 'check_reports']
 
 # %% ../nbs/12a_provenance.ipynb #e61c2f2f
 INJECTED_TAG = "injected-parameters"  # the cell papermill adds with a run's parameters
@@ -133,6 +133,17 @@ def fingerprints_at(configs: list,  # probe configs
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise GoldError(f"behaviour probe failed at {commit or 'the package in use'}: {tail}", path=src)
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+# %% ../nbs/12a_provenance.ipynb #aa54d843
+def probe_machine() -> dict:
+    "What besides the code decides the probe's numbers: the CPU model, torch's CPU kernel level and torch's version."
+    import platform
+    import torch
+    info = Path("/proc/cpuinfo")
+    models = [l.split(":", 1)[1].strip() for l in info.read_text().splitlines() if l.startswith("model name")] \
+        if info.is_file() else []
+    return {"cpu": models[0] if models else platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
 
 # %% ../nbs/12a_provenance.ipynb #9cfbf85c
 def behaviour_change(recorded: dict,  # a fingerprint from the report's provenance
@@ -264,7 +275,7 @@ def report_provenance(experiment: str,  # the experiment's name (folder under `r
     extra += ["--seeds", *map(str, meta["seeds"])] if meta.get("seeds") else []
     return {"experiment": experiment, "report": f"{experiment}.md", "template": meta.get("template"),
             "template_digests": sorted({r["template_digest"] for r in records if r["template_digest"]}),
-            "grid": meta.get("grid"), "report_commit": git_commit(repo),
+            "grid": meta.get("grid"), "report_commit": git_commit(repo), "machine": probe_machine(),
             "refresh": " ".join(["gold run", experiment, *extra, "--force && gold report", experiment]),
             "rows": [_row_provenance(k, v, prints) for k, v in by_label.items()]}
 
@@ -294,7 +305,7 @@ def demo_provenance(runs: dict[str, Path],  # model label -> the demo's training
     records = [training_record(k, Path(v)) for k, v in runs.items()]
     prints = fingerprint_runs(records, repo)
     return {"experiment": "demo", "report": "demo/metrics.md", "template": None, "template_digests": [],
-            "grid": None, "report_commit": git_commit(repo), "refresh": "make demo",
+            "grid": None, "report_commit": git_commit(repo), "machine": probe_machine(), "refresh": "make demo",
             "rows": [_row_provenance(r["label"], [r], prints) for r in records]}
 
 # %% ../nbs/12a_provenance.ipynb #feebe123
@@ -343,6 +354,28 @@ def expected_reports(reports: Path, runs: Path) -> list[str]:
     return names + (["demo"] if (reports / "demo" / "summary.json").is_file() else [])
 
 
+def _recorded_here(records: dict,  # report name -> its provenance record
+                   here: dict,  # `probe_machine()` of this machine
+                   ) -> dict:
+    "(report, row config) -> what the report's commit computes on this machine, for records made on another one."
+    jobs: dict[str, dict] = {}
+    for name, prov in records.items():
+        if prov.get("machine") == here or not prov.get("report_commit"):
+            continue
+        for r in prov["rows"]:
+            if r.get("fingerprint") is not None:
+                job = jobs.setdefault(prov["report_commit"], {})
+                job.setdefault(json.dumps(r["config"], sort_keys=True), (r["config"], []))[1].append(name)
+    repo = repo_root(".")
+    head, found = _package_is_head(repo), {}
+    for commit, cfgs in jobs.items():
+        log.info("report check: %d config(s) recorded on another machine, probed here at %s", len(cfgs), commit[:8])
+        prints = fingerprints_at([c for c, _ in cfgs.values()], None if commit == head else commit, repo or ".")
+        for (key, (_, names)), fp in zip(cfgs.items(), prints):
+            found.update({(name, key): fp for name in names})
+    return found
+
+
 def check_reports(reports: str | os.PathLike = "reports",  # the reports folder
                   runs: str | os.PathLike = "reports/runs",  # the runs folder
                   templates: str | os.PathLike | None = None,  # the experiment templates (default: nbs/experiments)
@@ -362,11 +395,12 @@ def check_reports(reports: str | os.PathLike = "reports",  # the reports folder
               if r.get("fingerprint") is not None}
     log.info("report check: %d report(s), %d distinct row config(s) to probe", len(records), len(probes))
     now = dict(zip(probes, fingerprints_at(list(probes.values())))) if probes else {}
+    then = _recorded_here(records, probe_machine())
     for name, prov in records.items():
         found = _static_problems(prov, templates)
         for r in prov["rows"]:
-            moved = r.get("fingerprint") is not None and behaviour_change(
-                r["fingerprint"], now[json.dumps(r["config"], sort_keys=True)])
+            key = json.dumps(r["config"], sort_keys=True)
+            moved = r.get("fingerprint") is not None and behaviour_change(then.get((name, key), r["fingerprint"]), now[key])
             if moved:
                 found.append(f"row {r['label']!r} computes differently now ({moved})")
         problems += [f"{reports / prov['report']}: stale: {'; '.join(found)}; refresh with `{prov['refresh']}`"] if found else []
