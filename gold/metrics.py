@@ -100,8 +100,15 @@ class ThresholdSweep:
     def update_logits(self, logits: torch.Tensor,  # [B, 2, H, W] logits
                       target: torch.Tensor,  # [B, H, W] truth in {0, 1, 255}
                       ) -> "ThresholdSweep":
-        "Add a batch."
-        p = change_probability(logits.float())
+        "Add a batch of logits."
+        return self.update(change_probability(logits.float()), target)
+
+    def update(self, p: torch.Tensor,  # [B, H, W] p(change) in [0, 1] (any model, not only a network)
+               target: torch.Tensor,  # [B, H, W] truth in {0, 1, 255}
+               ) -> "ThresholdSweep":
+        "Add a batch of change probabilities."
+        p = torch.as_tensor(p).float()
+        target = torch.as_tensor(target)
         valid = target != IGNORE
         idx = (p[valid] * self.bins).long().clamp_(0, self.bins - 1)
         t = target[valid].long().to(idx.device)

@@ -71,8 +71,8 @@ class PreprocessConfig(Config):
             bad(f"gap must be >= 0, got {gap}")
         if self.block is not None and self.block < self.tile:
             bad(f"block ({self.block}) must be at least the tile size ({self.tile})")
-        if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
-            bad(f"val ({self.val}) and test ({self.test}) must be in [0, 1) and sum to less than 1")
+        if not (0 <= self.val <= 1 and 0 <= self.test <= 1 and self.val + self.test <= 1 + 1e-9):
+            bad(f"val ({self.val}) and test ({self.test}) must be in [0, 1] and sum to at most 1")
         if not 0 < self.black_fraction <= 1 or not 0 < self.dup_overlap <= 1:
             bad("black_fraction and dup_overlap must be in (0, 1]")
         if self.format not in ("tif", "png"):
@@ -84,7 +84,7 @@ class PreprocessConfig(Config):
     @property
     def fractions(self) -> np.ndarray:
         "Target shares of train, val, test."
-        return np.array([1 - self.val - self.test, self.val, self.test])
+        return np.array([max(0.0, 1 - self.val - self.test), self.val, self.test])
 
 # %% ../nbs/03_preprocess.ipynb #3c8aca8e
 def tile_starts(length: int,  # pixels along the axis
@@ -640,8 +640,8 @@ def add_preprocess_args(parser: argparse.ArgumentParser,  # the `gold preprocess
                         help="drop a tile when at least this share of pixels is black or nodata")
     parser.add_argument("--dup-overlap", type=float, default=d.dup_overlap,
                         help="drop a tile covering more than this share of a kept tile of another scene")
-    parser.add_argument("--val", type=float, default=d.val, help="share of tiles for validation")
-    parser.add_argument("--test", type=float, default=d.test, help="share of tiles for testing")
+    parser.add_argument("--val", type=float, default=d.val, help="share of tiles for validation (1: every kept tile, e.g. a separately labelled region for data.val_root)")
+    parser.add_argument("--test", type=float, default=d.test, help="share of tiles for testing (1: every kept tile)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split assignment")
     parser.add_argument("--block", type=int, default=None,
                         help="side of the spatial split blocks in pixels; unset = chosen per scene")
