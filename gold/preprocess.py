@@ -22,6 +22,7 @@ from rasterio.windows import Window
 from fastcore.basics import patch
 
 from .core import Config, GoldError, atomic_path, atomic_write_text, get_logger, progress
+from .norm import sar_units_of_file
 from .io import (SPLIT_CODES, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
                      read_window, write_geotiff)
 from .splits import (MANIFEST_COLUMNS, SceneState, assign_splits, box_overlap,  # noqa: F401 (re-exported)
@@ -403,7 +404,7 @@ def _check_output(raw: Path, out: Path, fingerprint: dict, overwrite: bool) -> N
 
 # %% ../nbs/03_preprocess.ipynb #9fa1eccc
 def _validate_all(scenes: list[Scene]) -> list[SceneInfo]:
-    "check_scene on every scene, then one band layout for all."
+    "check_scene on every scene, one band layout for all, and each scene's SAR units resolved as `gold predict` reads them."
     infos = [check_scene(s, need_label=True) for s in scenes]
     first = infos[0]
     for info in infos[1:]:
@@ -415,10 +416,8 @@ def _validate_all(scenes: list[Scene]) -> list[SceneInfo]:
             raise GoldError(f"SAR t2 has {info.sar_bands} bands but {first.scene.sar_t2.name} has "
                             f"{first.sar_bands}; preprocess scenes of one band layout together",
                             path=info.scene.sar_t2)
-    units = {i.scene.name: i.sar_units or "linear" for i in infos}
-    for info in infos:
-        if info.sar_units is None:
-            log.warning("%s: no `units` tag; SAR assumed to be linear power", info.scene.sar_t2.name)
+    units = {i.scene.name: sar_units_of_file(i.scene.sar_t2, i.sar_units) for i in infos}
+    infos = [dataclasses.replace(i, sar_units=units[i.scene.name]) for i in infos]
     if len(set(units.values())) > 1:
         log.warning("scenes hold SAR in different units (%s); each SAR tile keeps its own `units` tag",
                     ", ".join(f"{k}={v}" for k, v in units.items()))
