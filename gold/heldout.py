@@ -51,7 +51,7 @@ def mask_window(ds,  # the open change mask
                 path: str | os.PathLike,  # the mask's file, for messages
                 ) -> np.ndarray:
     "The mask under one tile, [height, width] uint8, 255 past the scene; refuse a mask on another grid."
-    expected = tuple(ds.transform * Affine.translation(int(row.col_off), int(row.row_off)))[:6]
+    expected = tuple(ds.transform @ Affine.translation(int(row.col_off), int(row.row_off)))[:6]
     if not np.allclose(expected, _tile_transform(row), rtol=0, atol=1e-6 * max(1.0, abs(expected[2]))):
         raise GoldError(f"not on the grid of tile {row.tile} (predict with the scene's own optical t1)", path=path)
     h, w = int(row.height), int(row.width)
