@@ -28,7 +28,9 @@ from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map
-from .train import Precision, dist_ready, init_distributed, load_student, rank, world_size
+from .checkpoints import load_student
+from .precision import Precision
+from .train import dist_ready, init_distributed, rank, world_size
 
 # re-exported from gold.{mod}: the names stay importable here
 from .vectors import (CRS84, vectorise)
