@@ -28,7 +28,9 @@ from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map
-from .train import Precision, dist_ready, init_distributed, load_student, rank, world_size
+from .checkpoints import load_student
+from .precision import Precision
+from .train import dist_ready, init_distributed, rank, world_size
 
 # re-exported from gold.{mod}: the names stay importable here
 from .vectors import (CRS84, vectorise)
@@ -611,6 +613,67 @@ def _remove_if_empty(folder: Path) -> None:
         except OSError:
             pass
 
+# %% ../nbs/09_infer.ipynb #f317b088
+def _load_checked(model_path: str | os.PathLike,  # a run's `student.pt`
+                  opt_t1: str | os.PathLike,  # optical t1 GeoTIFF
+                  sar_t2: str | os.PathLike,  # SAR t2 GeoTIFF
+                  out: Path,  # the output folder
+                  label: Path | None,  # the optional change label
+                  opts: PredictOptions,  # the checked options
+                  ) -> tuple[torch.nn.Module, dict, PredictInputs, float]:
+    "Checks before anything is written: outputs, student (loaded on the CPU), inputs; with the decision threshold."
+    paths = [Path(opt_t1), Path(sar_t2)] + ([label] if label else [])
+    _check_outputs(out, paths, opts.overwrite)
+    model, meta = load_student(model_path, "cpu")
+    inputs = check_inputs(opt_t1, sar_t2, meta, label)
+    if opts.epsg4326 and inputs.info.grid.crs is None:
+        raise GoldError("--epsg4326 needs a georeferenced scene (no CRS)", path=opt_t1)
+    threshold = float(meta.get("threshold", 0.5)) if opts.threshold is None else float(opts.threshold)
+    return model, meta, inputs, threshold
+
+# %% ../nbs/09_infer.ipynb #71231cac
+def _on_device(model: torch.nn.Module,  # the student, on the CPU
+               device: str,  # the device option: auto, cpu, cuda or cuda:N
+               ) -> tuple[torch.nn.Module, torch.device, Precision]:
+    "Join the torchrun group when there is one; the student on this process's device, the device, its precision."
+    dev = init_distributed(device)
+    precision = Precision.for_run(dev)
+    model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    return model, dev, precision
+
+# %% ../nbs/09_infer.ipynb #7f3df2f2
+def _output_folder(out: Path,  # the output folder (made when missing)
+                   ) -> tuple[_Staging, bool]:
+    "The output folder (rank 0 makes it) and its staging, under a token every rank shares; whether this call made it."
+    created = not out.exists()
+    if rank() == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    token, created = _shared([secrets.token_hex(4), created])   # rank 0's word
+    out.mkdir(parents=True, exist_ok=True)
+    return _Staging(out, token), created
+
+# %% ../nbs/09_infer.ipynb #5532708a
+def _tracked(windows: Iterable,  # anything yielded window by window
+             bar,  # a progress bar (`gold.core.progress`)
+             ) -> Iterator:
+    "The items of `windows`, the bar advanced by one for each."
+    for w in windows:
+        bar.update(1)
+        yield w
+
+
+def _window_stream(stack: ExitStack,  # holds the scene open while the windows are consumed
+                   open_source,  # () -> a `SceneSource` of the scene
+                   predict,  # source -> (index, p) of this process's windows, in order
+                   files: Sequence[Path],  # one temporary file per rank (`_rank_file`)
+                   plan: WindowPlan,  # the window layout
+                   ) -> Iterator[tuple[int, np.ndarray]] | None:
+    "Every window's probabilities in order for the process that assembles (None on the other ranks)."
+    if len(files) == 1:
+        return predict(stack.enter_context(open_source()))
+    _predict_shard(open_source, predict, files[rank()])
+    return _read_rank_windows(files, plan) if rank() == 0 else None
+
 # %% ../nbs/09_infer.ipynb #4872346c
 def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                   opt_t1: str | os.PathLike,  # optical t1 GeoTIFF (defines the output grid)
@@ -624,51 +687,27 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     t0 = time.perf_counter()
     opts = dataclasses.replace(options or PredictOptions(), **settings).check()
     out, label = Path(out), Path(label) if label else None
-    paths = [Path(opt_t1), Path(sar_t2)] + ([label] if label else [])
-    _check_outputs(out, paths, opts.overwrite)
-    model, meta = load_student(model_path, "cpu")
-    inputs = check_inputs(opt_t1, sar_t2, meta, label)
-    if opts.epsg4326 and inputs.info.grid.crs is None:
-        raise GoldError("--epsg4326 needs a georeferenced scene (no CRS)", path=opt_t1)
-    threshold = float(meta.get("threshold", 0.5)) if opts.threshold is None else float(opts.threshold)
+    model, meta, inputs, threshold = _load_checked(model_path, opt_t1, sar_t2, out, label, opts)
     plan = WindowPlan.over(inputs.region, opts.tile, opts.overlap)
-    batch = opts.batch
 
-    dev = init_distributed(opts.device)
+    model, dev, precision = _on_device(model, opts.device)
     r, ws = rank(), world_size()
-    precision = Precision.for_run(dev)
-    model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     stats = NormStats.from_dict(meta["stats"], source=str(model_path))
-    created = not out.exists()
-    if r == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    token, created = _shared([secrets.token_hex(4), created])   # rank 0's word
-    out.mkdir(parents=True, exist_ok=True)
-    staging = _Staging(out, token)
+    staging, created = _output_folder(out)
     grid = inputs.info.grid
     tags = _output_tags(Path(model_path).name, threshold)
     mine = range(r, len(plan), ws)
     bar = progress(total=len(mine), desc="predict", unit="window", **({} if r == 0 else {"disable": True}))
-    files = [_rank_file(out, token, k) for k in range(ws)]
+    files = [_rank_file(out, staging.token, k) for k in range(ws)]
     summary = None
-
-    def tracked(windows):
-        for w in windows:
-            bar.update(1)
-            yield w
+    open_source = lambda: SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units)
+    predict = lambda source: _tracked(window_probabilities(model, source, plan, mine, opts.batch, precision), bar)
 
     env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(grid.width, plan.height))
     env.__enter__()
     try:
         with ExitStack() as stack:
-            if ws == 1:
-                source = stack.enter_context(SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units))
-                probs = tracked(window_probabilities(model, source, plan, mine, batch, precision))
-            else:
-                _predict_shard(lambda: SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units),
-                               lambda source: tracked(window_probabilities(model, source, plan, mine, batch,
-                                                                           precision)), files[r])
-                probs = _read_rank_windows(files, plan) if r == 0 else None
+            probs = _window_stream(stack, open_source, predict, files, plan)
             if r == 0:
                 counts = _assemble(probs, plan, inputs, staging, threshold, label, tags)
         bar.close()
