@@ -26,6 +26,7 @@ from rasterio.windows import Window
 
 from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
+from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map
 from .checkpoints import load_student
@@ -41,8 +42,8 @@ from .rasters import (gdal_cache_bytes, GDAL_CACHE_MB, NODATA, overview_factors,
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
-           'PredictInputs', 'sar_units_of_file', 'intersection_region', 'check_inputs', 'SceneSource',
+__all__ = ['log', 'NET_STRIDE', 'DIHEDRAL', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
+           'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'student_probability',
            'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene',
            'add_predict_args', 'run_predict']
 
@@ -124,22 +125,6 @@ class PredictInputs:
     info: SceneInfo  # what `check_scene` learned (grid, band counts, reprojection, label values)
     sar_units: str  # linear, db or amplitude_dn
     region: Window  # bounding box of the optical/SAR intersection on optical t1's grid
-
-
-def sar_units_of_file(path: str | os.PathLike,  # the SAR raster
-                      tag: str | None,  # its `units` tag
-                      ) -> str:
-    "SAR units of a scene file, from its tag or (untagged) a guess on a decimated read, as training guesses."
-    with open_raster(path) as ds:
-        dtype = ds.dtypes[0]
-        sample = None
-        if not (tag and str(tag).strip()) and np.dtype(dtype) != np.uint8:
-            scale = max(1, math.ceil(max(ds.width, ds.height) / 256))
-            sample = ds.read(1, out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)),
-                             masked=True).compressed()
-            log.warning("%s: SAR has no units tag; reading it as %s", Path(path).name,
-                        sar_units_of(None, dtype, sample, path))
-    return sar_units_of(tag, dtype, sample, path)
 
 
 def intersection_region(grid: Grid,  # optical t1's grid
@@ -227,6 +212,35 @@ class SceneSource:
     def __exit__(self, *exc) -> None:
         self.close()
 
+# %% ../nbs/09_infer.ipynb #ttaex1
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))  # (quarter turns, left-right flip)
+
+
+def _turn(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    "Flip (last axis) then rotate by k quarter turns, over the last two axes."
+    return torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
+
+
+def _unturn(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    "Undo `_turn`."
+    x = torch.rot90(x, -k, (-2, -1))
+    return x.flip(-1) if flip else x
+
+
+def student_probability(model: torch.nn.Module,  # student in eval mode
+                        opt: torch.Tensor,  # [B, C_opt, H, W] normalised optical t1
+                        sar: torch.Tensor,  # [B, C_sar, H, W] normalised SAR t2
+                        tta: bool = False,  # average over the 8 flips and quarter turns
+                        ) -> torch.Tensor:
+    "p(change) [B, H, W] of a batch, in float32; with `tta`, the mean over the square's symmetries."
+    if not tta:
+        return change_probability(model(opt, sar).logits)
+    total = None
+    for k, flip in DIHEDRAL:
+        p = _unturn(change_probability(model(_turn(opt, k, flip), _turn(sar, k, flip)).logits), k, flip)
+        total = p if total is None else total + p
+    return total / len(DIHEDRAL)
+
 # %% ../nbs/09_infer.ipynb #5aff9ff6
 def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     "Pad [B, C, h, w] at the bottom and right to [B, C, rows, cols] (reflection where possible)."
@@ -243,6 +257,7 @@ def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its
                          indices: Iterable[int] | None = None,  # which windows (default all), increasing
                          batch: int = 8,  # windows per forward pass
                          precision: Precision | None = None,  # device, autocast, memory format
+                         tta: bool = False,  # test-time augmentation (`student_probability`)
                          ) -> Iterator[tuple[int, np.ndarray]]:
     "(window index, p(change) [h, w] float32 with NaN where invalid) for each window, in order."
     precision = precision or Precision.for_run(next(model.parameters()).device)
@@ -259,8 +274,8 @@ def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its
             x = _pad_to(x, rows, cols)
             x = precision.move({"x": x})["x"]
             with torch.inference_mode(), precision.autocast():
-                logits = model(x[:, :source.opt_bands], x[:, source.opt_bands:]).logits
-            p = change_probability(logits)[:, :plan.height, :plan.width].cpu().numpy()
+                p = student_probability(model, x[:, :source.opt_bands], x[:, source.opt_bands:], tta)
+            p = p[:, :plan.height, :plan.width].float().cpu().numpy()
             probs = dict(zip(todo, p))
         for k, (i, _, valid) in enumerate(queue):
             p = probs.get(k)
@@ -402,6 +417,7 @@ class PredictOptions:
     tile: int = 512  # window side (a multiple of 32)
     overlap: int = 128  # overlap of neighbouring windows, blended
     batch: int = 8  # windows per forward pass
+    tta: bool = False  # test-time augmentation: mean over the 8 flips and quarter turns (8x the compute)
     threshold: float | None = None  # decision threshold on p(change); default the checkpoint's
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     min_area: float = 0.0  # drop change polygons smaller than this (map units^2)
@@ -701,7 +717,8 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     files = [_rank_file(out, staging.token, k) for k in range(ws)]
     summary = None
     open_source = lambda: SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units)
-    predict = lambda source: _tracked(window_probabilities(model, source, plan, mine, opts.batch, precision), bar)
+    predict = lambda source: _tracked(window_probabilities(model, source, plan, mine, opts.batch, precision,
+                                                                 opts.tta), bar)
 
     env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(grid.width, plan.height))
     env.__enter__()
@@ -752,7 +769,7 @@ def _summary(job: _Job,  # the prediction
                   "transform": list(grid.transform)[:6], "pixel_area": pixel_area,
                   "region": [int(plan.region.col_off), int(plan.region.row_off), int(plan.region.width),
                              int(plan.region.height)]},
-        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch,
+        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch, "tta": opts.tta,
                     "window_size": [plan.height, plan.width]},
         "device": str(job.device), "world_size": job.world_size,
         "seconds": seconds, "seconds_rasters": t_pred,
@@ -782,6 +799,8 @@ def add_predict_args(parser: argparse.ArgumentParser,  # the `gold predict` pars
     parser.add_argument("--tile", type=int, default=512, help="window side in pixels (multiple of 32)")
     parser.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring windows (blended)")
     parser.add_argument("--batch", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average over the 8 flips and 90-degree rotations (8x slower)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold on p(change) (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--min-area", type=float, default=0.0, help="drop change polygons below this area (map units^2)")

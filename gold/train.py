@@ -37,9 +37,10 @@ log = get_logger(__name__)
 __all__ = ['log', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
            'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'change_fraction', 'build_run_model',
            'build_optimizer', 'fixed_threshold', 'evaluate', 'choose_thresholds', 'weights_checksum', 'rank_checksums',
-           'train_one_epoch', 'write_history', 'Trainer', 'train', 'evaluate_run', 'add_train_args', 'run_train',
-           'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
+           'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths', 'train', 'evaluate_run',
+           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
+           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
+           'load_student']
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -623,6 +624,14 @@ Trainer.thresholds = _thresholds
 Trainer.final_precision = _final_precision
 
 # %% ../nbs/08_train.ipynb #12a94a8b
+def absolute_data_paths(cfg: TrainConfig,  # a run's config, data folders as typed (relative to the working folder)
+                        ) -> TrainConfig:
+    "The config with its data folders made absolute, so that the saved run works from any working folder."
+    fix = lambda p: str(Path(p).expanduser().resolve()) if p else p
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=fix(cfg.data.root),
+                                                             val_root=fix(cfg.data.val_root)))
+
+
 def train(cfg: TrainConfig,  # the run's config
           out: str | os.PathLike,  # the run folder
           resume: bool = False,  # continue from `out/last.pt`
@@ -639,7 +648,7 @@ def train(cfg: TrainConfig,  # the run's config
     else:
         if (out / "last.pt").exists() and not overwrite:
             raise GoldError("run folder already holds a run; use --resume to continue or --overwrite", path=out)
-        trainer = Trainer(cfg, out)
+        trainer = Trainer(absolute_data_paths(cfg), out)
     return trainer.fit(stop_after)
 
 # %% ../nbs/08_train.ipynb #8f7ca839
@@ -657,6 +666,8 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     run = Path(run)
     cfg = TrainConfig.load(run / "config.yaml")
     root = Path(data or cfg.data.root)
+    if not root.is_dir():
+        raise GoldError("preprocessed data folder not found (moved or deleted? pass --data)", path=root)
     if not _split_exists(root, split):
         raise GoldError(f"no {split} split in the data folder", path=root)
     dev = get_device(device)
