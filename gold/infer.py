@@ -28,7 +28,7 @@ from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
-from .metrics import ConfusionMatrix, change_probability, error_map
+from .metrics import ConfusionMatrix, change_probability, error_map, student_probability
 from .checkpoints import load_student
 from .precision import Precision
 from .train import dist_ready, init_distributed, rank, world_size
@@ -42,10 +42,10 @@ from .rasters import (gdal_cache_bytes, GDAL_CACHE_MB, NODATA, overview_factors,
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NET_STRIDE', 'DIHEDRAL', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
-           'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'student_probability',
-           'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene',
-           'add_predict_args', 'run_predict']
+__all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
+           'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'window_probabilities',
+           'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene', 'add_predict_args',
+           'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -211,35 +211,6 @@ class SceneSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-# %% ../nbs/09_infer.ipynb #ttaex1
-DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))  # (quarter turns, left-right flip)
-
-
-def _turn(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    "Flip (last axis) then rotate by k quarter turns, over the last two axes."
-    return torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
-
-
-def _unturn(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    "Undo `_turn`."
-    x = torch.rot90(x, -k, (-2, -1))
-    return x.flip(-1) if flip else x
-
-
-def student_probability(model: torch.nn.Module,  # student in eval mode
-                        opt: torch.Tensor,  # [B, C_opt, H, W] normalised optical t1
-                        sar: torch.Tensor,  # [B, C_sar, H, W] normalised SAR t2
-                        tta: bool = False,  # average over the 8 flips and quarter turns
-                        ) -> torch.Tensor:
-    "p(change) [B, H, W] of a batch, in float32; with `tta`, the mean over the square's symmetries."
-    if not tta:
-        return change_probability(model(opt, sar).logits)
-    total = None
-    for k, flip in DIHEDRAL:
-        p = _unturn(change_probability(model(_turn(opt, k, flip), _turn(sar, k, flip)).logits), k, flip)
-        total = p if total is None else total + p
-    return total / len(DIHEDRAL)
 
 # %% ../nbs/09_infer.ipynb #5aff9ff6
 def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -644,7 +615,8 @@ def _load_checked(model_path: str | os.PathLike,  # a run's `student.pt`
     inputs = check_inputs(opt_t1, sar_t2, meta, label)
     if opts.epsg4326 and inputs.info.grid.crs is None:
         raise GoldError("--epsg4326 needs a georeferenced scene (no CRS)", path=opt_t1)
-    threshold = float(meta.get("threshold", 0.5)) if opts.threshold is None else float(opts.threshold)
+    stored = meta.get("threshold_tta", meta.get("threshold", 0.5)) if opts.tta else meta.get("threshold", 0.5)
+    threshold = float(stored) if opts.threshold is None else float(opts.threshold)
     return model, meta, inputs, threshold
 
 # %% ../nbs/09_infer.ipynb #71231cac

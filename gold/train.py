@@ -578,6 +578,9 @@ def finish(self: Trainer) -> dict:
              "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
     if "teacher" in thresholds:
         extra["teacher_threshold"] = thresholds["teacher"]
+    tta = self.tta_threshold()
+    if tta is not None:
+        extra["threshold_tta"] = tta
     if rank() == 0:
         save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
     summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": best["score"],
@@ -620,7 +623,30 @@ def _final_precision(self) -> Precision:
     return Precision(self.device, None, self.precision.scaler, False)
 
 
+def _tta_threshold(self) -> float | None:
+    "The student's F1-best threshold on validation under test-time augmentation (None without `auto` or val)."
+    from gold.metrics import ThresholdSweep, student_probability
+    if self.cfg.threshold != "auto" or self.val_loader is None:
+        return None
+    net, precision = getattr(self.model, "module", self.model), self.final_precision()
+    was_training, sweep = net.training, ThresholdSweep(device=precision.device)
+    net.eval()
+    try:
+        for batch in self.val_loader:
+            batch = precision.move(batch)
+            with torch.inference_mode(), precision.autocast():
+                p = student_probability(net, batch["opt_t1"], batch["sar_t2"], tta=True)
+            sweep.update(p.float(), batch["mask"])
+    finally:
+        net.train(was_training)
+    t, s = sweep.all_reduce().best()
+    if rank() == 0:
+        log.info("student threshold for --tta chosen on validation: %.3f (val F1 %.4f)", t, s["f1"])
+    return t
+
+
 Trainer.thresholds = _thresholds
+Trainer.tta_threshold = _tta_threshold
 Trainer.final_precision = _final_precision
 
 # %% ../nbs/08_train.ipynb #12a94a8b
