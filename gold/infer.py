@@ -26,9 +26,12 @@ from rasterio.windows import Window
 
 from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
+from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
-from .metrics import ConfusionMatrix, change_probability, error_map
-from .train import Precision, dist_ready, init_distributed, load_student, rank, world_size
+from .metrics import ConfusionMatrix, change_probability, error_map, student_probability
+from .checkpoints import load_student
+from .precision import Precision
+from .train import dist_ready, init_distributed, rank, world_size
 
 # re-exported from gold.{mod}: the names stay importable here
 from .vectors import (CRS84, vectorise)
@@ -40,9 +43,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
-           'PredictInputs', 'sar_units_of_file', 'intersection_region', 'check_inputs', 'SceneSource',
-           'window_probabilities', 'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene',
-           'add_predict_args', 'run_predict']
+           'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'window_probabilities',
+           'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene', 'add_predict_args',
+           'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -122,22 +125,6 @@ class PredictInputs:
     info: SceneInfo  # what `check_scene` learned (grid, band counts, reprojection, label values)
     sar_units: str  # linear, db or amplitude_dn
     region: Window  # bounding box of the optical/SAR intersection on optical t1's grid
-
-
-def sar_units_of_file(path: str | os.PathLike,  # the SAR raster
-                      tag: str | None,  # its `units` tag
-                      ) -> str:
-    "SAR units of a scene file, from its tag or (untagged) a guess on a decimated read, as training guesses."
-    with open_raster(path) as ds:
-        dtype = ds.dtypes[0]
-        sample = None
-        if not (tag and str(tag).strip()) and np.dtype(dtype) != np.uint8:
-            scale = max(1, math.ceil(max(ds.width, ds.height) / 256))
-            sample = ds.read(1, out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)),
-                             masked=True).compressed()
-            log.warning("%s: SAR has no units tag; reading it as %s", Path(path).name,
-                        sar_units_of(None, dtype, sample, path))
-    return sar_units_of(tag, dtype, sample, path)
 
 
 def intersection_region(grid: Grid,  # optical t1's grid
@@ -241,6 +228,7 @@ def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its
                          indices: Iterable[int] | None = None,  # which windows (default all), increasing
                          batch: int = 8,  # windows per forward pass
                          precision: Precision | None = None,  # device, autocast, memory format
+                         tta: bool = False,  # test-time augmentation (`student_probability`)
                          ) -> Iterator[tuple[int, np.ndarray]]:
     "(window index, p(change) [h, w] float32 with NaN where invalid) for each window, in order."
     precision = precision or Precision.for_run(next(model.parameters()).device)
@@ -257,8 +245,8 @@ def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its
             x = _pad_to(x, rows, cols)
             x = precision.move({"x": x})["x"]
             with torch.inference_mode(), precision.autocast():
-                logits = model(x[:, :source.opt_bands], x[:, source.opt_bands:]).logits
-            p = change_probability(logits)[:, :plan.height, :plan.width].cpu().numpy()
+                p = student_probability(model, x[:, :source.opt_bands], x[:, source.opt_bands:], tta)
+            p = p[:, :plan.height, :plan.width].float().cpu().numpy()
             probs = dict(zip(todo, p))
         for k, (i, _, valid) in enumerate(queue):
             p = probs.get(k)
@@ -400,6 +388,7 @@ class PredictOptions:
     tile: int = 512  # window side (a multiple of 32)
     overlap: int = 128  # overlap of neighbouring windows, blended
     batch: int = 8  # windows per forward pass
+    tta: bool = False  # test-time augmentation: mean over the 8 flips and quarter turns (8x the compute)
     threshold: float | None = None  # decision threshold on p(change); default the checkpoint's
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     min_area: float = 0.0  # drop change polygons smaller than this (map units^2)
@@ -611,6 +600,68 @@ def _remove_if_empty(folder: Path) -> None:
         except OSError:
             pass
 
+# %% ../nbs/09_infer.ipynb #f317b088
+def _load_checked(model_path: str | os.PathLike,  # a run's `student.pt`
+                  opt_t1: str | os.PathLike,  # optical t1 GeoTIFF
+                  sar_t2: str | os.PathLike,  # SAR t2 GeoTIFF
+                  out: Path,  # the output folder
+                  label: Path | None,  # the optional change label
+                  opts: PredictOptions,  # the checked options
+                  ) -> tuple[torch.nn.Module, dict, PredictInputs, float]:
+    "Checks before anything is written: outputs, student (loaded on the CPU), inputs; with the decision threshold."
+    paths = [Path(opt_t1), Path(sar_t2)] + ([label] if label else [])
+    _check_outputs(out, paths, opts.overwrite)
+    model, meta = load_student(model_path, "cpu")
+    inputs = check_inputs(opt_t1, sar_t2, meta, label)
+    if opts.epsg4326 and inputs.info.grid.crs is None:
+        raise GoldError("--epsg4326 needs a georeferenced scene (no CRS)", path=opt_t1)
+    stored = meta.get("threshold_tta", meta.get("threshold", 0.5)) if opts.tta else meta.get("threshold", 0.5)
+    threshold = float(stored) if opts.threshold is None else float(opts.threshold)
+    return model, meta, inputs, threshold
+
+# %% ../nbs/09_infer.ipynb #71231cac
+def _on_device(model: torch.nn.Module,  # the student, on the CPU
+               device: str,  # the device option: auto, cpu, cuda or cuda:N
+               ) -> tuple[torch.nn.Module, torch.device, Precision]:
+    "Join the torchrun group when there is one; the student on this process's device, the device, its precision."
+    dev = init_distributed(device)
+    precision = Precision.for_run(dev)
+    model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
+    return model, dev, precision
+
+# %% ../nbs/09_infer.ipynb #7f3df2f2
+def _output_folder(out: Path,  # the output folder (made when missing)
+                   ) -> tuple[_Staging, bool]:
+    "The output folder (rank 0 makes it) and its staging, under a token every rank shares; whether this call made it."
+    created = not out.exists()
+    if rank() == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    token, created = _shared([secrets.token_hex(4), created])   # rank 0's word
+    out.mkdir(parents=True, exist_ok=True)
+    return _Staging(out, token), created
+
+# %% ../nbs/09_infer.ipynb #5532708a
+def _tracked(windows: Iterable,  # anything yielded window by window
+             bar,  # a progress bar (`gold.core.progress`)
+             ) -> Iterator:
+    "The items of `windows`, the bar advanced by one for each."
+    for w in windows:
+        bar.update(1)
+        yield w
+
+
+def _window_stream(stack: ExitStack,  # holds the scene open while the windows are consumed
+                   open_source,  # () -> a `SceneSource` of the scene
+                   predict,  # source -> (index, p) of this process's windows, in order
+                   files: Sequence[Path],  # one temporary file per rank (`_rank_file`)
+                   plan: WindowPlan,  # the window layout
+                   ) -> Iterator[tuple[int, np.ndarray]] | None:
+    "Every window's probabilities in order for the process that assembles (None on the other ranks)."
+    if len(files) == 1:
+        return predict(stack.enter_context(open_source()))
+    _predict_shard(open_source, predict, files[rank()])
+    return _read_rank_windows(files, plan) if rank() == 0 else None
+
 # %% ../nbs/09_infer.ipynb #4872346c
 def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                   opt_t1: str | os.PathLike,  # optical t1 GeoTIFF (defines the output grid)
@@ -624,51 +675,28 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     t0 = time.perf_counter()
     opts = dataclasses.replace(options or PredictOptions(), **settings).check()
     out, label = Path(out), Path(label) if label else None
-    paths = [Path(opt_t1), Path(sar_t2)] + ([label] if label else [])
-    _check_outputs(out, paths, opts.overwrite)
-    model, meta = load_student(model_path, "cpu")
-    inputs = check_inputs(opt_t1, sar_t2, meta, label)
-    if opts.epsg4326 and inputs.info.grid.crs is None:
-        raise GoldError("--epsg4326 needs a georeferenced scene (no CRS)", path=opt_t1)
-    threshold = float(meta.get("threshold", 0.5)) if opts.threshold is None else float(opts.threshold)
+    model, meta, inputs, threshold = _load_checked(model_path, opt_t1, sar_t2, out, label, opts)
     plan = WindowPlan.over(inputs.region, opts.tile, opts.overlap)
-    batch = opts.batch
 
-    dev = init_distributed(opts.device)
+    model, dev, precision = _on_device(model, opts.device)
     r, ws = rank(), world_size()
-    precision = Precision.for_run(dev)
-    model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     stats = NormStats.from_dict(meta["stats"], source=str(model_path))
-    created = not out.exists()
-    if r == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    token, created = _shared([secrets.token_hex(4), created])   # rank 0's word
-    out.mkdir(parents=True, exist_ok=True)
-    staging = _Staging(out, token)
+    staging, created = _output_folder(out)
     grid = inputs.info.grid
     tags = _output_tags(Path(model_path).name, threshold)
     mine = range(r, len(plan), ws)
     bar = progress(total=len(mine), desc="predict", unit="window", **({} if r == 0 else {"disable": True}))
-    files = [_rank_file(out, token, k) for k in range(ws)]
+    files = [_rank_file(out, staging.token, k) for k in range(ws)]
     summary = None
-
-    def tracked(windows):
-        for w in windows:
-            bar.update(1)
-            yield w
+    open_source = lambda: SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units)
+    predict = lambda source: _tracked(window_probabilities(model, source, plan, mine, opts.batch, precision,
+                                                                 opts.tta), bar)
 
     env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(grid.width, plan.height))
     env.__enter__()
     try:
         with ExitStack() as stack:
-            if ws == 1:
-                source = stack.enter_context(SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units))
-                probs = tracked(window_probabilities(model, source, plan, mine, batch, precision))
-            else:
-                _predict_shard(lambda: SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units),
-                               lambda source: tracked(window_probabilities(model, source, plan, mine, batch,
-                                                                           precision)), files[r])
-                probs = _read_rank_windows(files, plan) if r == 0 else None
+            probs = _window_stream(stack, open_source, predict, files, plan)
             if r == 0:
                 counts = _assemble(probs, plan, inputs, staging, threshold, label, tags)
         bar.close()
@@ -713,7 +741,7 @@ def _summary(job: _Job,  # the prediction
                   "transform": list(grid.transform)[:6], "pixel_area": pixel_area,
                   "region": [int(plan.region.col_off), int(plan.region.row_off), int(plan.region.width),
                              int(plan.region.height)]},
-        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch,
+        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch, "tta": opts.tta,
                     "window_size": [plan.height, plan.width]},
         "device": str(job.device), "world_size": job.world_size,
         "seconds": seconds, "seconds_rasters": t_pred,
@@ -743,6 +771,8 @@ def add_predict_args(parser: argparse.ArgumentParser,  # the `gold predict` pars
     parser.add_argument("--tile", type=int, default=512, help="window side in pixels (multiple of 32)")
     parser.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring windows (blended)")
     parser.add_argument("--batch", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average over the 8 flips and 90-degree rotations (8x slower)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold on p(change) (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--min-area", type=float, default=0.0, help="drop change polygons below this area (map units^2)")

@@ -27,9 +27,9 @@ from .core import GoldError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RAW_SUFFIXES', 'LABEL_EXTS', 'LABEL_SETS', 'PROB_SCALE', 'Grid', 'open_raster', 'read_window', 'read_raster',
-           'write_geotiff', 'Scene', 'find_scenes', 'SceneInfo', 'check_label_values', 'check_scene', 'open_aligned',
-           'read_aligned', 'read_pixel_grid', 'crs_member']
+__all__ = ['log', 'RAW_SUFFIXES', 'SPLIT_CODES', 'LABEL_EXTS', 'LABEL_SETS', 'PROB_SCALE', 'Grid', 'open_raster', 'read_window',
+           'read_raster', 'write_geotiff', 'Scene', 'find_scenes', 'SceneInfo', 'check_label_values',
+           'check_split_values', 'check_scene', 'open_aligned', 'read_aligned', 'read_pixel_grid', 'crs_member']
 
 # %% ../nbs/01_io.ipynb #30ff9bfa
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +153,8 @@ def write_geotiff(path: str | os.PathLike,  # destination `.tif`
     return Path(path)
 
 # %% ../nbs/01_io.ipynb #d730d925
-RAW_SUFFIXES = {"opt_t1": "_A", "sar_t2": "_B", "opt_t2": "_D", "label": "_E"}
+RAW_SUFFIXES = {"opt_t1": "_A", "sar_t2": "_B", "opt_t2": "_D", "label": "_E", "split": "_S"}
+SPLIT_CODES = {0: "", 1: "train", 2: "val", 3: "test"}  # values of a split raster (`_S`)
 LABEL_EXTS = (".tif", ".tiff", ".png")
 
 
@@ -165,6 +166,7 @@ class Scene:
     sar_t2: Path  # SAR t2 (`_B`)
     opt_t2: Path | None = None  # optical t2 (`_D`), training only
     label: Path | None = None  # change label (`_E`)
+    split: Path | None = None  # split raster (`_S`): 0 none, 1 train, 2 val, 3 test per pixel
 
     @classmethod
     def from_base(cls, base: str | os.PathLike,  # path prefix, e.g. `raw/city` for `raw/city_A.tif`
@@ -179,7 +181,7 @@ class Scene:
             return None
         a = find("opt_t1") or base.parent / f"{base.name}_A.tif"
         b = find("sar_t2") or base.parent / f"{base.name}_B.tif"
-        return cls(base.name, a, b, find("opt_t2"), find("label", LABEL_EXTS))
+        return cls(base.name, a, b, find("opt_t2"), find("label", LABEL_EXTS), find("split"))
 
 
 def find_scenes(folder: str | os.PathLike,  # a folder of raw scenes
@@ -210,27 +212,46 @@ class SceneInfo:
 LABEL_SETS = ({0, 255}, {0, 1})
 
 
-def check_label_values(path: str | os.PathLike,  # the label raster
-                       ) -> tuple[tuple, float | None]:
-    "Distinct label values (nodata excluded) and the nodata value; raise when outside {0,255} or {0,1}."
+def _distinct_values(path: str | os.PathLike,  # a one-band raster (or three identical bands)
+                     what: str,  # its role in messages
+                     limit: int,  # stop scanning once more than this many values were seen
+                     ) -> tuple[set, float | None]:
+    "Distinct values (nodata excluded, read block by block) and the nodata value."
     found: set = set()
     with open_raster(path) as ds:
         if ds.count != 1 and not _replicated_bands(ds, path):
-            raise GoldError(f"label must have 1 band, found {ds.count}", path=path)
+            raise GoldError(f"{what} must have 1 band, found {ds.count}", path=path)
         nodata = ds.nodata
         for _, win in ds.block_windows(1):
             block = read_window(ds, win, path=path, indexes=1)
             if nodata is not None:
                 block = block[block != nodata]
             found.update(np.unique(block).tolist())
-            if len(found) > 2:
+            if len(found) > limit:
                 break
+    return found, nodata
+
+
+def check_label_values(path: str | os.PathLike,  # the label raster
+                       ) -> tuple[tuple, float | None]:
+    "Distinct label values (nodata excluded) and the nodata value; raise when outside {0,255} or {0,1}."
+    found, nodata = _distinct_values(path, "label", 2)
     values = tuple(sorted(found))
     if not any(set(values) <= allowed for allowed in LABEL_SETS):
         shown = [v for v in values if v not in (0, 1, 255)][:6] or list(values)
         raise GoldError(f"label holds values {shown} outside {{0, 255}} or {{0, 1}}"
                         + ("" if nodata is None else f" (nodata {nodata:g} excluded)"), path=path)
     return values, nodata
+
+
+def check_split_values(path: str | os.PathLike,  # a split raster (`_S`)
+                       ) -> None:
+    "Raise unless every value (nodata excluded) is a split code: 0 none, 1 train, 2 val, 3 test."
+    found, _ = _distinct_values(path, "split raster", len(SPLIT_CODES))
+    bad = sorted(v for v in found if v not in SPLIT_CODES)
+    if bad:
+        raise GoldError(f"split raster holds values {bad[:6]} outside 0 (none), 1 (train), 2 (val), 3 (test)",
+                        path=path)
 
 
 def _replicated_bands(ds, path) -> bool:
@@ -259,7 +280,7 @@ def check_scene(scene: Scene,  # the scene's paths
     if opt_bands is not None and n_opt != opt_bands:
         raise GoldError(f"optical t1 has {n_opt} bands, expected {opt_bands}", path=scene.opt_t1)
     reproject, counts, sar_units = {}, {}, None
-    for role in ("sar_t2", "opt_t2", "label"):
+    for role in ("sar_t2", "opt_t2", "label", "split"):
         path = getattr(scene, role)
         if path is None:
             continue
@@ -274,6 +295,8 @@ def check_scene(scene: Scene,  # the scene's paths
         raise GoldError(f"optical t2 has {counts['opt_t2']} bands but optical t1 has {n_opt}",
                         path=scene.opt_t2)
     values, nodata = check_label_values(scene.label) if scene.label else ((), None)
+    if scene.split is not None:
+        check_split_values(scene.split)
     return SceneInfo(scene, grid, n_opt, counts["sar_t2"], reproject, nodata, values, sar_units)
 
 

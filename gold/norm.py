@@ -20,8 +20,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SAR_UNITS', 'SAR_UNIT_ALIASES', 'SAR_EPS', 'IGNORE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'STATS_FILE',
-           'sar_units_of', 'sar_space', 'sar_to_space', 'NormStats', 'imagenet_optical', 'compute_norm_stats',
-           'valid_bands', 'load_or_compute_stats']
+           'sar_units_of', 'sar_space', 'sar_to_space', 'sar_units_of_file', 'NormStats', 'imagenet_optical',
+           'compute_norm_stats', 'valid_bands', 'load_or_compute_stats']
 
 # %% ../nbs/04b_norm.ipynb #f6235957
 SAR_UNITS = ("linear", "db", "amplitude_dn")
@@ -65,6 +65,24 @@ def sar_to_space(x: np.ndarray,  # SAR values as stored
         with np.errstate(invalid="ignore"):
             return (10.0 * np.log10(np.maximum(x, np.float32(eps)))).astype(np.float32)
     return x
+
+# %% ../nbs/04b_norm.ipynb #unitsex1
+def sar_units_of_file(path: str | os.PathLike,  # the SAR raster of a scene
+                      tag: str | None = None,  # its `units` tag (None: read from the file)
+                      ) -> str:
+    "SAR units of a scene file: its tag, else uint8 = amplitude DN, else a guess on a decimated read of the whole file."
+    from gold.io import open_raster
+    with open_raster(path) as ds:
+        tag = ds.tags().get("units") if tag is None else tag
+        dtype, sample = ds.dtypes[0], None
+        if not (tag and str(tag).strip()) and np.dtype(dtype) != np.uint8:
+            scale = max(1, math.ceil(max(ds.width, ds.height) / 256))
+            sample = ds.read(1, out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)),
+                             masked=True).compressed()
+    units = sar_units_of(tag, dtype, sample, path)
+    if sample is not None:
+        log.warning("%s: SAR has no units tag; reading it as %s", Path(path).name, units)
+    return units
 
 # %% ../nbs/04b_norm.ipynb #d48e85a4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ImageNet RGB mean on 0..1

@@ -22,7 +22,8 @@ from rasterio.windows import Window
 from fastcore.basics import patch
 
 from .core import Config, GoldError, atomic_path, atomic_write_text, get_logger, progress
-from .io import (Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
+from .norm import sar_units_of_file
+from .io import (SPLIT_CODES, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
                      read_window, write_geotiff)
 from .splits import (MANIFEST_COLUMNS, SceneState, assign_splits, box_overlap,  # noqa: F401 (re-exported)
                          find_duplicates, find_split_leaks, read_manifest, space_key, spatial_groups, tile_boxes,
@@ -33,8 +34,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SPLITS', 'ROLES', 'PreprocessConfig', 'tile_starts', 'block_segments', 'min_blocks', 'choose_block',
-           'scene_tiles', 'SceneReader', 'sar_display_values', 'display_range', 'to_png_rgb', 'write_png', 'preprocess',
-           'add_preprocess_args', 'run_preprocess']
+           'scene_tiles', 'SceneReader', 'mask_to_split', 'sar_display_values', 'display_range', 'to_png_rgb',
+           'write_png', 'scene_block', 'preprocess', 'add_preprocess_args', 'run_preprocess']
 
 # %% ../nbs/03_preprocess.ipynb #151f1dda
 SPLITS = ("train", "val", "test")
@@ -71,8 +72,8 @@ class PreprocessConfig(Config):
             bad(f"gap must be >= 0, got {gap}")
         if self.block is not None and self.block < self.tile:
             bad(f"block ({self.block}) must be at least the tile size ({self.tile})")
-        if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
-            bad(f"val ({self.val}) and test ({self.test}) must be in [0, 1) and sum to less than 1")
+        if not (0 <= self.val <= 1 and 0 <= self.test <= 1 and self.val + self.test <= 1 + 1e-9):
+            bad(f"val ({self.val}) and test ({self.test}) must be in [0, 1] and sum to at most 1")
         if not 0 < self.black_fraction <= 1 or not 0 < self.dup_overlap <= 1:
             bad("black_fraction and dup_overlap must be in (0, 1]")
         if self.format not in ("tif", "png"):
@@ -84,7 +85,7 @@ class PreprocessConfig(Config):
     @property
     def fractions(self) -> np.ndarray:
         "Target shares of train, val, test."
-        return np.array([1 - self.val - self.test, self.val, self.test])
+        return np.array([max(0.0, 1 - self.val - self.test), self.val, self.test])
 
 # %% ../nbs/03_preprocess.ipynb #3c8aca8e
 def tile_starts(length: int,  # pixels along the axis
@@ -177,6 +178,8 @@ class SceneReader:
             self.c = st.enter_context(open_aligned(s.opt_t2, self.grid, Resampling.bilinear)) if s.opt_t2 else None
             self.e = st.enter_context(open_aligned(s.label, self.grid, Resampling.nearest, fill=_OUTSIDE)) \
                 if s.label else None
+            self.s = st.enter_context(open_aligned(s.split, self.grid, Resampling.nearest, fill=0)) \
+                if s.split else None
         except BaseException:
             st.close()
             raise
@@ -238,6 +241,16 @@ def read_rest(self: SceneReader, row_off: int, col_off: int, size: int,
     label[~valid_a | ~np.isfinite(b).all(0)] = 255
     return {"B": b, "C": c, "label": label}
 
+
+@patch
+def read_split(self: SceneReader, row_off: int, col_off: int, size: int,
+               ) -> np.ndarray:
+    "The split raster's codes in a tile window, [size, size] uint8 (0 = no split where nodata or outside)."
+    codes = read_window(self.s, self.window(row_off, col_off, size), path=self.scene.split, indexes=1)
+    if self.s.nodata is not None:
+        codes = np.where(codes == self.s.nodata, 0, codes)
+    return _pad(codes[None].astype(np.uint8), size, 0)[0]
+
 # %% ../nbs/03_preprocess.ipynb #26fc2ef7
 def _pad(arr: np.ndarray,  # [bands, h, w]
          size: int,  # target height and width
@@ -250,6 +263,18 @@ def _pad(arr: np.ndarray,  # [bands, h, w]
     out = np.full((bands, size, size), fill, dtype=arr.dtype)
     out[:, :h, :w] = arr
     return out
+
+# %% ../nbs/03_preprocess.ipynb #splitex1
+def mask_to_split(label: np.ndarray,  # [H, W] tile label: 0, 1, 255 = ignore
+                  codes: np.ndarray,  # [H, W] split codes: 0 none, 1 train, 2 val, 3 test
+                  ) -> tuple[np.ndarray, str]:
+    "The label kept only where the tile's majority split is, and that split's name ('' when none)."
+    labelled = (label != 255) & (codes >= 1) & (codes <= 3)
+    counts = np.bincount(codes[labelled].astype(np.int64), minlength=4)[1:4]
+    if counts.sum() == 0:
+        return np.full_like(label, 255), ""
+    code = int(np.argmax(counts)) + 1
+    return np.where(codes == code, label, 255).astype(label.dtype), SPLIT_CODES[code]
 
 # %% ../nbs/03_preprocess.ipynb #d3be7c85
 def sar_display_values(sar: np.ndarray,  # [bands, H, W] SAR
@@ -321,7 +346,7 @@ def _input_fingerprint(scenes: list[Scene]) -> dict:
     out = {}
     for s in scenes:
         files = {}
-        for role in ("opt_t1", "sar_t2", "opt_t2", "label"):
+        for role in ("opt_t1", "sar_t2", "opt_t2", "label", "split"):
             p = getattr(s, role)
             if p is not None and Path(p).exists():
                 st = Path(p).stat()
@@ -379,7 +404,7 @@ def _check_output(raw: Path, out: Path, fingerprint: dict, overwrite: bool) -> N
 
 # %% ../nbs/03_preprocess.ipynb #9fa1eccc
 def _validate_all(scenes: list[Scene]) -> list[SceneInfo]:
-    "check_scene on every scene, then one band layout for all."
+    "check_scene on every scene, one band layout for all, and each scene's SAR units resolved as `gold predict` reads them."
     infos = [check_scene(s, need_label=True) for s in scenes]
     first = infos[0]
     for info in infos[1:]:
@@ -391,16 +416,45 @@ def _validate_all(scenes: list[Scene]) -> list[SceneInfo]:
             raise GoldError(f"SAR t2 has {info.sar_bands} bands but {first.scene.sar_t2.name} has "
                             f"{first.sar_bands}; preprocess scenes of one band layout together",
                             path=info.scene.sar_t2)
-    units = {i.scene.name: i.sar_units or "linear" for i in infos}
-    for info in infos:
-        if info.sar_units is None:
-            log.warning("%s: no `units` tag; SAR assumed to be linear power", info.scene.sar_t2.name)
+    units = {i.scene.name: sar_units_of_file(i.scene.sar_t2, i.sar_units) for i in infos}
+    infos = [dataclasses.replace(i, sar_units=units[i.scene.name]) for i in infos]
     if len(set(units.values())) > 1:
         log.warning("scenes hold SAR in different units (%s); each SAR tile keeps its own `units` tag",
                     ", ".join(f"{k}={v}" for k, v in units.items()))
     return infos
 
 # %% ../nbs/03_preprocess.ipynb #4d35ab75
+def scene_block(info: SceneInfo,  # a validated scene
+                cfg: PreprocessConfig,  # resolved config
+                ) -> int:
+    "Block side of a scene: one block for a scene with a split raster (its splits are drawn), else `choose_block`."
+    if info.scene.split is not None:
+        return max(info.grid.height, info.grid.width, cfg.tile)
+    return choose_block(info.grid.height, info.grid.width, cfg)
+
+
+def _tile_verdict(reader: SceneReader, row, cfg: PreprocessConfig, dup: dict) -> tuple[dict, tuple | None]:
+    "Read and judge one candidate tile: its statistics and reason, and (A, the rest) when it is kept."
+    size = cfg.tile
+    a, valid_a = reader.read_a(row.row_off, row.col_off, size)
+    black = float((np.all(a <= cfg.black_threshold, axis=0) | ~valid_a).mean())
+    stats = {"black_fraction": black, "changed_pixels": 0, "labelled_pixels": 0, "reason": "", "split_hint": ""}
+    if black >= cfg.black_fraction:
+        return {**stats, "reason": "nodata"}, None
+    if dup[row.Index]:
+        return {**stats, "reason": f"duplicate of {dup[row.Index]}"}, None
+    rest = reader.read_rest(row.row_off, row.col_off, size, valid_a)
+    if not (rest["label"] != 255).any():
+        return {**stats, "reason": "unlabelled"}, None
+    if reader.s is not None:
+        codes = reader.read_split(row.row_off, row.col_off, size)
+        rest["label"], stats["split_hint"] = mask_to_split(rest["label"], codes)
+        if not stats["split_hint"]:
+            return {**stats, "reason": "no split"}, None
+    stats.update(changed_pixels=int((rest["label"] == 1).sum()), labelled_pixels=int((rest["label"] != 255).sum()))
+    return stats, (a, rest)
+
+
 def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[SceneState], stage: Path,
                 bar, png: bool) -> SceneState:
     "Filter, de-duplicate, read and stage the candidate tiles of one scene."
@@ -408,38 +462,26 @@ def _scan_scene(info: SceneInfo, cfg: PreprocessConfig, earlier: list[SceneState
     if grid.height < size or grid.width < size:
         log.warning("%s: %d x %d px is smaller than one %d px tile; padded (images nodata, label 255 = ignore)",
                     name, grid.height, grid.width, size)
-    block = choose_block(grid.height, grid.width, cfg)
+    block = scene_block(info, cfg)
     tiles = scene_tiles(grid.height, grid.width, cfg, block)
     state = SceneState(info, space_key(info), block, tiles)
     tiles["tile"] = [tile_name(name, r, c) for r, c in zip(tiles.row_off, tiles.col_off)]
     dup = find_duplicates(state, earlier, size, cfg.dup_overlap)
-    stats = {k: [] for k in ("black_fraction", "changed_pixels", "labelled_pixels", "reason")}
-    area = size * size
+    stats = {k: [] for k in ("black_fraction", "changed_pixels", "labelled_pixels", "reason", "split_hint")}
     with SceneReader(info) as reader:
         ranges = _png_ranges(reader) if png else None
         for row in tiles.itertuples():
-            a, valid_a = reader.read_a(row.row_off, row.col_off, size)
-            black = (np.all(a <= cfg.black_threshold, axis=0) | ~valid_a).mean()
-            changed = labelled = 0
-            if black >= cfg.black_fraction:
-                reason = "nodata"
-            elif dup[row.Index]:
-                reason = f"duplicate of {dup[row.Index]}"
-            else:
-                rest = reader.read_rest(row.row_off, row.col_off, size, valid_a)
-                labelled = int((rest["label"] != 255).sum())
-                changed = int((rest["label"] == 1).sum())
-                reason = "" if labelled else "unlabelled"
-                if labelled:
-                    _stage_tile(stage, info, row, a, rest, reader, ranges)
-            for k, v in zip(stats, (float(black), changed, labelled, reason)):
-                stats[k].append(v)
+            verdict, arrays = _tile_verdict(reader, row, cfg, dup)
+            if arrays is not None:
+                _stage_tile(stage, info, row, *arrays, reader, ranges)
+            for k in stats:
+                stats[k].append(verdict[k])
             bar.update(1)
     for k, v in stats.items():
         tiles[k] = v
     tiles["kept"] = tiles.reason == ""
     tiles["changed_fraction"] = tiles.changed_pixels / tiles.labelled_pixels.clip(lower=1)
-    tiles["labelled_fraction"] = tiles.labelled_pixels / area
+    tiles["labelled_fraction"] = tiles.labelled_pixels / (size * size)
     return state
 
 # %% ../nbs/03_preprocess.ipynb #3c3ea8a6
@@ -501,12 +543,17 @@ def _manifest(states: list[SceneState], size: int) -> pd.DataFrame:
 
 
 def _assign(df: pd.DataFrame, groups: dict, cfg: PreprocessConfig, raw: Path) -> pd.DataFrame:
-    "Fill the `group` and `split` columns."
+    "Fill the `group` and `split` columns (tiles of scenes with a split raster keep their drawn split)."
     df["group"] = [groups.get((s, int(b)), -1) if k else -1 for s, b, k in zip(df.scene, df.block, df.kept)]
-    df["split"] = ""
-    kept = df[df.kept]
+    drawn = df.kept & (df.split_hint != "")
+    df["split"] = np.where(drawn, df.split_hint, "")
+    if not df.kept.any():
+        raise GoldError("no tile survived the filters (all black/nodata, duplicate, unlabelled or no split)",
+                        path=raw)
+    rand = df.kept & ~drawn
+    kept = df[rand]
     if kept.empty:
-        raise GoldError("no tile survived the filters (all black/nodata, duplicate or unlabelled)", path=raw)
+        return df
     scenes = sorted(kept.scene.unique())
     by = kept.groupby("group")
     n_groups = int(kept.group.max()) + 1
@@ -521,7 +568,7 @@ def _assign(df: pd.DataFrame, groups: dict, cfg: PreprocessConfig, raw: Path) ->
     except GoldError as err:
         raise GoldError(f"{err}; use a smaller --tile or --block, more scenes, or --val 0 --test 0",
                         path=raw) from None
-    df.loc[df.kept, "split"] = [SPLITS[assign[g]] for g in df.loc[df.kept, "group"]]
+    df.loc[rand, "split"] = [SPLITS[assign[g]] for g in df.loc[rand, "group"]]
     log.info("split: %d spatial groups assigned (balance score %.3f)", n_groups, score)
     return df
 
@@ -585,7 +632,7 @@ def preprocess(raw: str | os.PathLike,  # folder of raw scenes (`{base}_A.tif`, 
     try:
         png = cfg.format == "png"
         states: list[SceneState] = []
-        total = sum(len(scene_tiles(i.grid.height, i.grid.width, cfg)) for i in infos)
+        total = sum(len(scene_tiles(i.grid.height, i.grid.width, cfg, scene_block(i, cfg))) for i in infos)
         with progress(total=total, desc="preprocess", unit="tile") as bar:
             for info in infos:
                 states.append(_scan_scene(info, cfg, states, tmp / "_stage", bar, png))
@@ -630,7 +677,7 @@ def add_preprocess_args(parser: argparse.ArgumentParser,  # the `gold preprocess
                         ) -> None:
     "Arguments of `gold preprocess`."
     d = PreprocessConfig()
-    parser.add_argument("--raw", required=True, type=Path, help="folder of raw scenes ({base}_A.tif, _B, _D, _E)")
+    parser.add_argument("--raw", required=True, type=Path, help="folder of raw scenes ({base}_A.tif, _B, _D, _E; _S: the splits drawn per pixel)")
     parser.add_argument("--out", required=True, type=Path, help="output folder: tiles, manifest.csv, preprocess.json")
     parser.add_argument("--tile", type=int, default=d.tile, help="tile size in pixels")
     parser.add_argument("--stride", type=int, default=None, help="step between tiles in pixels; unset = tile / 2")
@@ -640,8 +687,8 @@ def add_preprocess_args(parser: argparse.ArgumentParser,  # the `gold preprocess
                         help="drop a tile when at least this share of pixels is black or nodata")
     parser.add_argument("--dup-overlap", type=float, default=d.dup_overlap,
                         help="drop a tile covering more than this share of a kept tile of another scene")
-    parser.add_argument("--val", type=float, default=d.val, help="share of tiles for validation")
-    parser.add_argument("--test", type=float, default=d.test, help="share of tiles for testing")
+    parser.add_argument("--val", type=float, default=d.val, help="share of tiles for validation (1: every kept tile, e.g. a separately labelled region for data.val_root)")
+    parser.add_argument("--test", type=float, default=d.test, help="share of tiles for testing (1: every kept tile)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the split assignment")
     parser.add_argument("--block", type=int, default=None,
                         help="side of the spatial split blocks in pixels; unset = chosen per scene")

@@ -180,7 +180,7 @@ def training_record(label: str,  # the row
 def run_record(run: str | os.PathLike,  # a run folder of `gold run`
                ) -> dict:
     "What made one run: row label, seed, commit, digest of the executed notebook, training config (or None)."
-    from gold.experiments import _config_label
+    from gold.reports import _config_label
     run = Path(run)
     saved = read_json(run / "params.json", strict=True)
     params = saved.get("params", {})

@@ -12,9 +12,7 @@ import io
 import json
 import math
 import os
-import random
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,62 +24,23 @@ from fastcore.basics import patch
 from .core import (Config, GoldError, atomic_path, atomic_write_text, environment_info, get_device,
                        get_logger, progress, seed_everything)
 
+# re-exported: these names stay importable from gold.train
+from .checkpoints import (load_checkpoint, load_student, rng_state, save_checkpoint, set_rng_state,
+                              STUDENT_FORMAT, student_checkpoint)
+from .precision import cpu_has_bf16, Precision
+_all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "cpu_has_bf16",
+         "Precision", "student_checkpoint", "load_student"]  # and listed in __all__, as before the split
+
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'DataConfig',
-           'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
+__all__ = ['log', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
            'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'change_fraction', 'build_run_model',
-           'build_optimizer', 'cpu_has_bf16', 'Precision', 'fixed_threshold', 'evaluate', 'choose_thresholds',
-           'student_checkpoint', 'load_student', 'weights_checksum', 'rank_checksums', 'train_one_epoch',
-           'write_history', 'Trainer', 'train', 'evaluate_run', 'add_train_args', 'run_train', 'add_evaluate_args',
-           'run_evaluate']
-
-# %% ../nbs/08_train.ipynb #1bb4b6f5
-def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
-                    path: str | os.PathLike,  # destination `.pt`
-                    ) -> Path:
-    "Write a checkpoint atomically."
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike,  # a `.pt` written by `save_checkpoint`
-                    map_location: str | torch.device = "cpu",  # where tensors land
-                    ) -> dict:
-    "Read a checkpoint as data (`weights_only=True`); failures name the file."
-    path = Path(path)
-    if not path.is_file():
-        raise GoldError("checkpoint not found", path=path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or unsafe files
-        raise GoldError(f"cannot load checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:150]})",
-                        path=path) from None
-
-# %% ../nbs/08_train.ipynb #ba1b9128
-def rng_state() -> dict:
-    "The state of python, numpy and torch generators, as checkpointable data."
-    np_state = np.random.get_state()
-    state = {"python": list(map(lambda x: list(x) if isinstance(x, tuple) else x, random.getstate())),
-             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict,  # from `rng_state`
-                  ) -> None:
-    "Restore the generators saved by `rng_state`."
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+           'build_optimizer', 'fixed_threshold', 'evaluate', 'choose_thresholds', 'weights_checksum', 'rank_checksums',
+           'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths', 'train', 'evaluate_run',
+           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
+           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
+           'load_student']
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -296,67 +255,6 @@ def build_optimizer(model: nn.Module,  # the network
         opt, lambda e: lr_factor(e, epochs, cfg.warmup_epochs, cfg.min_lr_ratio))
     return opt, sched
 
-# %% ../nbs/08_train.ipynb #a9b63577
-def cpu_has_bf16() -> bool:
-    "Whether this CPU has bf16 matrix instructions (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-@dataclasses.dataclass
-class Precision:
-    """How a run computes: device, autocast dtype, loss scaler and memory format."""
-    device: torch.device  # where tensors live
-    dtype: torch.dtype | None  # autocast dtype, None for float32
-    scaler: torch.amp.GradScaler  # enabled only for fp16
-    channels_last: bool  # NHWC memory format for images
-
-    @classmethod
-    def for_run(cls,
-                device: torch.device,  # where the run computes
-                amp: bool = True,  # False: float32 whatever `precision` says
-                channels_last: bool = True,  # NHWC images and weights whenever autocasting
-                precision: str = "auto",  # auto | fp32 | bf16
-                ) -> "Precision":
-        "The precision settings for a device, logged in one line."
-        if precision not in ("auto", "fp32", "bf16"):
-            raise GoldError(f"precision must be auto, fp32 or bf16, got {precision!r}", path="precision")
-        dtype = None
-        if amp and precision != "fp32":
-            if device.type == "cuda":
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            elif precision == "bf16" or cpu_has_bf16():
-                dtype = torch.bfloat16
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        p = cls(device, dtype, scaler, channels_last and dtype is not None)
-        log.info("precision: %s on %s%s", str(dtype).replace("torch.", "") if dtype else "float32", device.type,
-                 " with channels_last" if p.channels_last else "")
-        return p
-
-    @property
-    def name(self) -> str:
-        "fp32, bf16 or fp16."
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
-
-    def autocast(self):
-        "Context manager for forward passes."
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
-    def move(self, batch: dict) -> dict:
-        "Batch tensors on the device (images in channels_last when asked)."
-        out = {}
-        for k, v in batch.items():
-            if torch.is_tensor(v):
-                fmt = torch.channels_last if self.channels_last and v.ndim == 4 else torch.contiguous_format
-                v = v.to(self.device, non_blocking=True, memory_format=fmt)
-            out[k] = v
-        return out
-
 # %% ../nbs/08_train.ipynb #9ba55cdd
 @torch.no_grad()
 def _split_logits(model: nn.Module, loader, precision: Precision, teacher: bool = True):
@@ -415,50 +313,6 @@ def choose_thresholds(model: nn.Module,  # a GOLD network (DDP-wrapped or not)
     for who, logits, mask in _split_logits(model, loader, precision, teacher):
         sweeps.setdefault(who, ThresholdSweep(device=precision.device)).update_logits(logits, mask)
     return {who: s.all_reduce().best() for who, s in sweeps.items()}
-
-# %% ../nbs/08_train.ipynb #0b521d20
-STUDENT_FORMAT = "gold-student/1"
-
-
-def student_checkpoint(model: nn.Module,  # a GoldNet (or DDP around one)
-                       stats,  # the run's NormStats
-                       extra: dict | None = None,  # more metadata (epoch, scores, threshold, ...)
-                       ) -> dict:
-    "The content of `student.pt`."
-    net = getattr(model, "module", model)
-    cfg = net.student_config()
-    return {"format": STUDENT_FORMAT, "model_config": cfg, "state_dict": net.student_state_dict(),
-            "stats": stats.to_dict(), "opt_bands": cfg["opt_bands"], "sar_bands": cfg["sar_bands"],
-            **(extra or {})}
-
-
-def load_student(path: str | os.PathLike,  # a `student.pt`
-                 device: str | torch.device = "cpu",  # where the model runs
-                 opt_bands: int | None = None,  # the data's optical bands, checked when given
-                 sar_bands: int | None = None,  # the data's SAR bands, checked when given
-                 ) -> tuple[nn.Module, dict]:
-    "A student-only network in eval mode and the checkpoint's metadata."
-    from gold.models import build_model
-    ckpt = load_checkpoint(path)
-    if ckpt.get("format") != STUDENT_FORMAT:
-        raise GoldError(f"not a GOLD student checkpoint (format {ckpt.get('format')!r}); use a run's student.pt",
-                        path=path)
-    want = (ckpt["opt_bands"], ckpt["sar_bands"])
-    have = (opt_bands or want[0], sar_bands or want[1])
-    if have != want:
-        raise GoldError(f"checkpoint expects {want[0]} optical + {want[1]} SAR bands but the data has "
-                        f"{have[0]} + {have[1]}", path=path)
-    models_log = get_logger("gold.models")
-    level = models_log.level
-    models_log.setLevel("WARNING")          # its "random init" line would be wrong: the weights load next
-    try:
-        model = build_model(**{**ckpt["model_config"], "teacher": False})
-    finally:
-        models_log.setLevel(level)
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    log.debug("student weights loaded from %s (epoch %s)", path, ckpt.get("epoch", "?"))
-    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return model.to(device).eval(), meta
 
 # %% ../nbs/08_train.ipynb #39784801
 def weights_checksum(module: nn.Module,  # any module
@@ -724,6 +578,9 @@ def finish(self: Trainer) -> dict:
              "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
     if "teacher" in thresholds:
         extra["teacher_threshold"] = thresholds["teacher"]
+    tta = self.tta_threshold()
+    if tta is not None:
+        extra["threshold_tta"] = tta
     if rank() == 0:
         save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
     summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": best["score"],
@@ -766,10 +623,41 @@ def _final_precision(self) -> Precision:
     return Precision(self.device, None, self.precision.scaler, False)
 
 
+def _tta_threshold(self) -> float | None:
+    "The student's F1-best threshold on validation under test-time augmentation (None without `auto` or val)."
+    from gold.metrics import ThresholdSweep, student_probability
+    if self.cfg.threshold != "auto" or self.val_loader is None:
+        return None
+    net, precision = getattr(self.model, "module", self.model), self.final_precision()
+    was_training, sweep = net.training, ThresholdSweep(device=precision.device)
+    net.eval()
+    try:
+        for batch in self.val_loader:
+            batch = precision.move(batch)
+            with torch.inference_mode(), precision.autocast():
+                p = student_probability(net, batch["opt_t1"], batch["sar_t2"], tta=True)
+            sweep.update(p.float(), batch["mask"])
+    finally:
+        net.train(was_training)
+    t, s = sweep.all_reduce().best()
+    if rank() == 0:
+        log.info("student threshold for --tta chosen on validation: %.3f (val F1 %.4f)", t, s["f1"])
+    return t
+
+
 Trainer.thresholds = _thresholds
+Trainer.tta_threshold = _tta_threshold
 Trainer.final_precision = _final_precision
 
 # %% ../nbs/08_train.ipynb #12a94a8b
+def absolute_data_paths(cfg: TrainConfig,  # a run's config, data folders as typed (relative to the working folder)
+                        ) -> TrainConfig:
+    "The config with its data folders made absolute, so that the saved run works from any working folder."
+    fix = lambda p: str(Path(p).expanduser().resolve()) if p else p
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=fix(cfg.data.root),
+                                                             val_root=fix(cfg.data.val_root)))
+
+
 def train(cfg: TrainConfig,  # the run's config
           out: str | os.PathLike,  # the run folder
           resume: bool = False,  # continue from `out/last.pt`
@@ -786,7 +674,7 @@ def train(cfg: TrainConfig,  # the run's config
     else:
         if (out / "last.pt").exists() and not overwrite:
             raise GoldError("run folder already holds a run; use --resume to continue or --overwrite", path=out)
-        trainer = Trainer(cfg, out)
+        trainer = Trainer(absolute_data_paths(cfg), out)
     return trainer.fit(stop_after)
 
 # %% ../nbs/08_train.ipynb #8f7ca839
@@ -804,6 +692,8 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     run = Path(run)
     cfg = TrainConfig.load(run / "config.yaml")
     root = Path(data or cfg.data.root)
+    if not root.is_dir():
+        raise GoldError("preprocessed data folder not found (moved or deleted? pass --data)", path=root)
     if not _split_exists(root, split):
         raise GoldError(f"no {split} split in the data folder", path=root)
     dev = get_device(device)
