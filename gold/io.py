@@ -243,7 +243,7 @@ def check_label_values(path: str | os.PathLike,  # the label raster
                         + ("" if nodata is None else f" (nodata {nodata:g} excluded)"), path=path)
     return values, nodata
 
-
+# %% ../nbs/01_io.ipynb #splitval1
 def check_split_values(path: str | os.PathLike,  # a split raster (`_S`)
                        ) -> None:
     "Raise unless every value (nodata excluded) is a split code: 0 none, 1 train, 2 val, 3 test."

@@ -177,29 +177,15 @@ class LabelResult:
     changed_fraction: float  # share of the scene's pixels labelled change
     warnings: list  # what was dropped or clipped
 
-# %% ../nbs/11a_labels.ipynb #ae1cfa10
-def save_labels(geojson_or_features: str | os.PathLike | dict | Sequence,  # polygons: file, dict or list of features
-                scene_A_path: str | os.PathLike,  # the scene's optical t1 (`_A`), whose grid the label takes
-                out_label_path: str | os.PathLike,  # the label raster to write, normally `{base}_E.tif`
-                crs: CRS | str | None = None,  # CRS of the polygons when the GeoJSON names none (default: RFC 7946)
-                geojson_path: str | os.PathLike | None = None,  # where the polygons go; default beside the label
-                all_touched: bool = False,  # burn every pixel a polygon touches, not only those whose centre is in
-                ) -> LabelResult:
-    "Rasterise change polygons onto a scene's grid as a 0/255 `_E` label and save them as GeoJSON."
+# %% ../nbs/11a_labels.ipynb #cliphelp1
+def _clip_to_scene(feats: Sequence,  # GeoJSON features
+                   src_crs: CRS | None,  # their CRS (None: the scene's pixel grid)
+                   grid: Grid,  # the scene's grid
+                   ) -> tuple[list, list[str]]:
+    "The polygon features inside the scene (on its CRS, clipped to it), and a note per kind of feature dropped."
     import shapely
-    from rasterio.features import rasterize
     from rasterio.warp import transform_geom
-    from shapely.geometry import box, mapping, shape
-    feats, named = read_features(geojson_or_features)
-    with open_raster(scene_A_path) as ds:
-        grid = Grid.of(ds)
-    src_crs = (CRS.from_user_input(crs) if crs is not None else default_crs(named, grid)) if named is _UNNAMED \
-        else named
-    if grid.crs is None and src_crs is not None:
-        raise GoldError(f"polygons are in {src_crs.to_string() or 'a CRS'} but the scene has no CRS; give them in its "
-                        "pixel-grid coordinates", path=scene_A_path)
-    if grid.crs is not None and src_crs is None:
-        raise GoldError("polygons are in pixel-grid coordinates but the scene has a CRS", path=scene_A_path)
+    from shapely.geometry import mapping, shape
     h, w, t = grid.height, grid.width, grid.transform
     footprint = shapely.Polygon([t * c for c in ((0, 0), (w, 0), (w, h), (0, h))])
     notes, kept, skipped, clipped, outside = [], [], 0, 0, 0
@@ -229,6 +215,30 @@ def save_labels(geojson_or_features: str | os.PathLike | dict | Sequence,  # pol
         notes.append(f"{clipped} polygon(s) extending beyond the scene clipped to it")
     if not kept:
         notes.append("no polygon inside the scene: the label is all 'no change'")
+    return kept, notes
+
+# %% ../nbs/11a_labels.ipynb #ae1cfa10
+def save_labels(geojson_or_features: str | os.PathLike | dict | Sequence,  # polygons: file, dict or list of features
+                scene_A_path: str | os.PathLike,  # the scene's optical t1 (`_A`), whose grid the label takes
+                out_label_path: str | os.PathLike,  # the label raster to write, normally `{base}_E.tif`
+                crs: CRS | str | None = None,  # CRS of the polygons when the GeoJSON names none (default: RFC 7946)
+                geojson_path: str | os.PathLike | None = None,  # where the polygons go; default beside the label
+                all_touched: bool = False,  # burn every pixel a polygon touches, not only those whose centre is in
+                ) -> LabelResult:
+    "Rasterise change polygons onto a scene's grid as a 0/255 `_E` label and save them as GeoJSON."
+    from rasterio.features import rasterize
+    feats, named = read_features(geojson_or_features)
+    with open_raster(scene_A_path) as ds:
+        grid = Grid.of(ds)
+    src_crs = (CRS.from_user_input(crs) if crs is not None else default_crs(named, grid)) if named is _UNNAMED \
+        else named
+    if grid.crs is None and src_crs is not None:
+        raise GoldError(f"polygons are in {src_crs.to_string() or 'a CRS'} but the scene has no CRS; give them in its "
+                        "pixel-grid coordinates", path=scene_A_path)
+    if grid.crs is not None and src_crs is None:
+        raise GoldError("polygons are in pixel-grid coordinates but the scene has a CRS", path=scene_A_path)
+    h, w, t = grid.height, grid.width, grid.transform
+    kept, notes = _clip_to_scene(feats, src_crs, grid)
     for note in notes:
         log.warning("%s: %s", Path(out_label_path).name, note)
     label = rasterize([(f["geometry"], 255) for f in kept], out_shape=(h, w), transform=t, fill=0, dtype="uint8",

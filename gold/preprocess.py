@@ -432,7 +432,7 @@ def scene_block(info: SceneInfo,  # a validated scene
         return max(info.grid.height, info.grid.width, cfg.tile)
     return choose_block(info.grid.height, info.grid.width, cfg)
 
-
+# %% ../nbs/03_preprocess.ipynb #verdict1
 def _tile_verdict(reader: SceneReader, row, cfg: PreprocessConfig, dup: dict) -> tuple[dict, tuple | None]:
     "Read and judge one candidate tile: its statistics and reason, and (A, the rest) when it is kept."
     size = cfg.tile
@@ -541,7 +541,7 @@ def _manifest(states: list[SceneState], size: int) -> pd.DataFrame:
         frames.append(t)
     return pd.concat(frames, ignore_index=True)
 
-
+# %% ../nbs/03_preprocess.ipynb #assign1
 def _assign(df: pd.DataFrame, groups: dict, cfg: PreprocessConfig, raw: Path) -> pd.DataFrame:
     "Fill the `group` and `split` columns (tiles of scenes with a split raster keep their drawn split)."
     df["group"] = [groups.get((s, int(b)), -1) if k else -1 for s, b, k in zip(df.scene, df.block, df.kept)]
