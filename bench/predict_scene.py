@@ -10,9 +10,12 @@ The untrained student puts p(change) above 0.5 almost everywhere (one polygon pe
 `--threshold 0.968` (its median p on the base scene) makes about half of the scene "change" in some thousand
 parts on the 8192 scene, a realistic load for the polygon stage. `--threads N` sets OMP_NUM_THREADS for the
 predictions: on a busy machine one thread per process can be much faster than two that wait for each other.
+`--precisions` runs every size under each precision of the kit's policy (`gold predict --precision`: fp32, bf16 =
+bf16 autocast + channels_last, auto = what this machine chooses) and prints the speed ratio of each to the first.
 
 Usage: python bench/predict_scene.py [--sizes 2048 8192] [--variant lightweight] [--tile 512] [--overlap 128]
                                      [--batch 4] [--device cpu] [--threads N] [--work DIR] [--max-ratio 1.3]
+                                     [--precisions fp32 bf16]
 """
 import argparse
 import json
@@ -90,15 +93,16 @@ def child(args) -> None:
     "Predict one scene and print its summary (runs in a subprocess)."
     from gold.infer import predict_scene
     summary = predict_scene(args.model, args.a, args.b, args.out, tile=args.tile, overlap=args.overlap,
-                            batch=args.batch, device=args.device, threshold=args.threshold, overwrite=True)
+                            batch=args.batch, device=args.device, threshold=args.threshold, overwrite=True,
+                            precision=args.precision)
     print(json.dumps(summary))
 
 
-def run_child(args, ckpt: Path, a: Path, b: Path, out: Path) -> tuple[dict, float]:
+def run_child(args, ckpt: Path, a: Path, b: Path, out: Path, precision: str) -> tuple[dict, float]:
     "Run one prediction in a subprocess; return its summary and its peak RSS in MiB."
     cmd = [sys.executable, __file__, "--child", "--model", str(ckpt), "--a", str(a), "--b", str(b), "--out",
            str(out), "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch", str(args.batch),
-           "--device", args.device] + (["--threshold", str(args.threshold)] if args.threshold else [])
+           "--device", args.device, "--precision", precision] + (["--threshold", str(args.threshold)] if args.threshold else [])
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
@@ -123,6 +127,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the predictions")
     parser.add_argument("--work", type=Path, default=None, help="folder for scenes and outputs (kept; reused)")
     parser.add_argument("--max-ratio", type=float, default=1.3, help="allowed peak RSS ratio largest/smallest")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("auto", "fp32", "bf16"),
+                        help="precisions to run every size in (ratios are to the first)")
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for name in ("--model", "--a", "--b", "--out"):
         parser.add_argument(name, type=Path, help=argparse.SUPPRESS)
@@ -140,20 +147,26 @@ def main() -> None:
           f"batch {args.batch}, threshold {args.threshold}, device {args.device}, "
           f"threads {args.threads or torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
-    print(f"{'size':>6} {'Mpx':>6} {'windows':>7} {'seconds':>8} {'Mpixel/s':>9} {'peak RSS MiB':>13} "
-          f"{'polygons':>9} {'load before':>12}")
-    peaks = {}
+    print(f"{'size':>6} {'Mpx':>6} {'precision':>9} {'windows':>7} {'seconds':>8} {'Mpixel/s':>9} "
+          f"{'peak RSS MiB':>13} {'polygons':>9} {'load before':>12}")
+    peaks, speed = {}, {}
     for size in sorted(args.sizes):
-        load = os.getloadavg()[0]
-        summary, peak = run_child(args, ckpt, *scenes[size], work / f"out{size}")
-        peaks[size] = peak
-        print(f"{size:>6} {size * size / 1e6:>6.1f} {summary['windows']['count']:>7} {summary['seconds']:>8.1f} "
-              f"{summary['mpixel_per_s']:>9.3f} {peak:>13.0f} {summary['polygons']['count']:>9} {load:>12.2f}",
-              flush=True)
-    lo, hi = min(peaks), max(peaks)
-    ratio = peaks[hi] / peaks[lo]
+        for precision in args.precisions:
+            load = os.getloadavg()[0]
+            summary, peak = run_child(args, ckpt, *scenes[size], work / f"out{size}_{precision}", precision)
+            peaks[size, precision], speed[size, precision] = peak, summary["mpixel_per_s"]
+            print(f"{size:>6} {size * size / 1e6:>6.1f} {summary['precision']:>9} {summary['windows']['count']:>7} "
+                  f"{summary['seconds']:>8.1f} {summary['mpixel_per_s']:>9.3f} {peak:>13.0f} "
+                  f"{summary['polygons']['count']:>9} {load:>12.2f}", flush=True)
+    first = args.precisions[0]
+    for size in sorted(args.sizes):
+        for precision in args.precisions[1:]:
+            print(f"# {size}^2: {precision}/{first} speed x{speed[size, precision] / speed[size, first]:.2f}, "
+                  f"peak RSS x{peaks[size, precision] / peaks[size, first]:.2f}")
+    lo, hi = min(args.sizes), max(args.sizes)
+    ratio = max(peaks[hi, p] / peaks[lo, p] for p in args.precisions)
     verdict = "OK" if ratio <= args.max_ratio else "FAIL"
-    print(f"# peak RSS {hi}^2 / {lo}^2 = {ratio:.2f} (limit {args.max_ratio}): {verdict}; "
+    print(f"# peak RSS {hi}^2 / {lo}^2 = {ratio:.2f} at most (limit {args.max_ratio}): {verdict}; "
           f"load average now {os.getloadavg()[0]:.2f}")
     if verdict == "FAIL":
         sys.exit(1)

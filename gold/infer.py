@@ -30,7 +30,7 @@ from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for pre
 from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map, student_probability
 from .checkpoints import load_student
-from .precision import Precision
+from .precision import PRECISIONS, Precision
 from .train import dist_ready, init_distributed, rank, world_size
 
 # re-exported from gold.{mod}: the names stay importable here
@@ -391,6 +391,7 @@ class PredictOptions:
     tta: bool = False  # test-time augmentation: mean over the 8 flips and quarter turns (8x the compute)
     threshold: float | None = None  # decision threshold on p(change); default the checkpoint's
     device: str = "auto"  # auto, cpu, cuda or cuda:N
+    precision: str = "auto"  # auto (bf16 where the CPU or GPU has bf16 units) | fp32 | bf16
     min_area: float = 0.0  # drop change polygons smaller than this (map units^2)
     simplify: float = 0.0  # polygon simplification tolerance (map units); 0 = pixel outlines
     epsg4326: bool = False  # polygons in EPSG:4326 instead of the scene CRS
@@ -406,6 +407,9 @@ class PredictOptions:
             raise GoldError(f"batch must be at least 1, not {self.batch}", path="--batch")
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise GoldError(f"threshold must be in (0, 1), not {self.threshold}", path="--threshold")
+        if self.precision not in PRECISIONS:
+            raise GoldError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+                            path="--precision")
         if self.min_area < 0 or self.simplify < 0:
             raise GoldError("min-area and simplify must not be negative", path="--min-area/--simplify")
         return self
@@ -425,6 +429,7 @@ class _Job:
     plan: WindowPlan
     threshold: float
     device: torch.device | str
+    precision: str  # what the policy chose: fp32, bf16 or fp16
     world_size: int
     t0: float
 
@@ -622,10 +627,11 @@ def _load_checked(model_path: str | os.PathLike,  # a run's `student.pt`
 # %% ../nbs/09_infer.ipynb #71231cac
 def _on_device(model: torch.nn.Module,  # the student, on the CPU
                device: str,  # the device option: auto, cpu, cuda or cuda:N
+               precision: str = "auto",  # the precision option: auto, fp32 or bf16
                ) -> tuple[torch.nn.Module, torch.device, Precision]:
     "Join the torchrun group when there is one; the student on this process's device, the device, its precision."
     dev = init_distributed(device)
-    precision = Precision.for_run(dev)
+    precision = Precision.for_run(dev, precision=precision)
     model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     return model, dev, precision
 
@@ -678,7 +684,7 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     model, meta, inputs, threshold = _load_checked(model_path, opt_t1, sar_t2, out, label, opts)
     plan = WindowPlan.over(inputs.region, opts.tile, opts.overlap)
 
-    model, dev, precision = _on_device(model, opts.device)
+    model, dev, precision = _on_device(model, opts.device, opts.precision)
     r, ws = rank(), world_size()
     stats = NormStats.from_dict(meta["stats"], source=str(model_path))
     staging, created = _output_folder(out)
@@ -702,7 +708,7 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
         bar.close()
         if r == 0:
             job = _Job(Path(model_path), Path(opt_t1), Path(sar_t2), label, out, opts, meta, grid, plan, threshold,
-                       dev, ws, t0)
+                       dev, precision.name, ws, t0)
             summary = _write_products(job, staging, counts, time.perf_counter() - t0)
     except BaseException:
         bar.close()
@@ -743,7 +749,7 @@ def _summary(job: _Job,  # the prediction
                              int(plan.region.height)]},
         "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch, "tta": opts.tta,
                     "window_size": [plan.height, plan.width]},
-        "device": str(job.device), "world_size": job.world_size,
+        "device": str(job.device), "precision": job.precision, "world_size": job.world_size,
         "seconds": seconds, "seconds_rasters": t_pred,
         "mpixel_per_s": grid.width * grid.height / 1e6 / seconds if seconds > 0 else None,
         "valid_pixels": n_valid, "changed_pixels": n_changed,
@@ -775,6 +781,8 @@ def add_predict_args(parser: argparse.ArgumentParser,  # the `gold predict` pars
                         help="test-time augmentation: average over the 8 flips and 90-degree rotations (8x slower)")
     parser.add_argument("--threshold", type=float, default=None, help="threshold on p(change) (default: the model's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bf16 autocast + channels_last where the CPU or GPU has bf16 units, else fp32")
     parser.add_argument("--min-area", type=float, default=0.0, help="drop change polygons below this area (map units^2)")
     parser.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance (map units)")
     parser.add_argument("--epsg4326", action="store_true", help="write polygons in EPSG:4326 (lon/lat)")

@@ -14,9 +14,10 @@ import torch
 from .core import GoldError, get_logger
 
 log = get_logger(__name__)
+PRECISIONS = ("auto", "fp32", "bf16")  # the choices of every precision setting (config key and --precision)
 
 # %% auto #0
-__all__ = ['log', 'cpu_has_bf16', 'Precision']
+__all__ = ['log', 'PRECISIONS', 'cpu_has_bf16', 'Precision']
 
 # %% ../nbs/08a_precision.ipynb #a9b63577
 def cpu_has_bf16() -> bool:
@@ -44,7 +45,7 @@ class Precision:
                 precision: str = "auto",  # auto | fp32 | bf16
                 ) -> "Precision":
         "The precision settings for a device, logged in one line."
-        if precision not in ("auto", "fp32", "bf16"):
+        if precision not in PRECISIONS:
             raise GoldError(f"precision must be auto, fp32 or bf16, got {precision!r}", path="precision")
         dtype = None
         if amp and precision != "fp32":

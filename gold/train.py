@@ -27,7 +27,7 @@ from .core import (Config, GoldError, atomic_path, atomic_write_text, environmen
 # re-exported: these names stay importable from gold.train
 from .checkpoints import (load_checkpoint, load_student, rng_state, save_checkpoint, set_rng_state,
                               STUDENT_FORMAT, student_checkpoint)
-from .precision import cpu_has_bf16, Precision
+from .precision import PRECISIONS, cpu_has_bf16, Precision
 _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "cpu_has_bf16",
          "Precision", "student_checkpoint", "load_student"]  # and listed in __all__, as before the split
 
@@ -37,10 +37,10 @@ log = get_logger(__name__)
 __all__ = ['log', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
            'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'change_fraction', 'build_run_model',
            'build_optimizer', 'fixed_threshold', 'evaluate', 'choose_thresholds', 'weights_checksum', 'rank_checksums',
-           'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths', 'train', 'evaluate_run',
-           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
-           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
-           'load_student']
+           'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths', 'relative_to_run',
+           'portable_data_paths', 'train', 'evaluate_run', 'add_train_args', 'run_train', 'add_evaluate_args',
+           'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state',
+           'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -482,13 +482,17 @@ class Trainer:
         self.val_loader = _eval_loader(self.sets["val"], cfg.data.eval_batch_size)
 
     # -- state -------------------------------------------------------------------------------------------
+    def record_config(self) -> TrainConfig:
+        "The config as the run folder records it: data folders relative to the folder."
+        return portable_data_paths(self.cfg, self.out)
+
     def state(self) -> dict:
         "Everything needed to resume exactly."
         return {"model": self.net.state_dict(), "loss": self.loss_fn.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.precision.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
                 "best_epoch": self.best_epoch, "history": self.history, "rng": rng_state(),
-                "config": self.cfg.to_dict(), "stats": self.sets["stats"].to_dict()}
+                "config": self.record_config().to_dict(), "stats": self.sets["stats"].to_dict()}
 
 # %% ../nbs/08_train.ipynb #4b61558d
 @patch
@@ -520,7 +524,7 @@ def fit(self: Trainer,
     from gold.data import make_loader
     if rank() == 0 and self.epoch == 0:
         self.out.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.out / "config.yaml")
+        self.record_config().save(self.out / "config.yaml")
         env = {**environment_info(), "precision": self.precision.name}
         atomic_write_text(self.out / "environment.json", json.dumps(env, indent=2) + "\n")
     if self.val_loader is None and self.epoch == 0:
@@ -558,7 +562,7 @@ def fit(self: Trainer,
             write_history(self.history, self.out / "metrics.csv")
             if improved:
                 self._write("best.pt", {"model": self.net.state_dict(), "loss": self.loss_fn.state_dict(),
-                                        "epoch": self.epoch, "score": score, "config": cfg.to_dict(),
+                                        "epoch": self.epoch, "score": score, "config": self.record_config().to_dict(),
                                         "stats": self.sets["stats"].to_dict()})
             self._write("last.pt", self.state())
     return self.finish()
@@ -650,12 +654,37 @@ Trainer.tta_threshold = _tta_threshold
 Trainer.final_precision = _final_precision
 
 # %% ../nbs/08_train.ipynb #12a94a8b
-def absolute_data_paths(cfg: TrainConfig,  # a run's config, data folders as typed (relative to the working folder)
+def _data_paths(cfg: TrainConfig, fix) -> TrainConfig:
+    "The config with `fix` applied to its data folders (those that are set)."
+    f = lambda p: fix(p) if p else p
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=f(cfg.data.root),
+                                                             val_root=f(cfg.data.val_root)))
+
+
+def absolute_data_paths(cfg: TrainConfig,  # a config, data folders as typed or as a run folder records them
+                        base: str | os.PathLike | None = None,  # the run folder that records them
                         ) -> TrainConfig:
-    "The config with its data folders made absolute, so that the saved run works from any working folder."
-    fix = lambda p: str(Path(p).expanduser().resolve()) if p else p
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=fix(cfg.data.root),
-                                                             val_root=fix(cfg.data.val_root)))
+    "The config with absolute data folders; relative ones are taken from `base` (else the working folder)."
+    def fix(p: str) -> str:
+        p = Path(p).expanduser()
+        if base is not None and not p.is_absolute() and not (p.is_dir() and not (Path(base) / p).is_dir()):
+            p = Path(base) / p                   # from the run folder, unless only an older record's cwd has it
+        return str(p.resolve())
+    return _data_paths(cfg, fix)
+
+
+def relative_to_run(path: str | os.PathLike,  # a file or folder
+                    folder: str | os.PathLike,  # the run folder that records it
+                    ) -> str:
+    "The path as a run folder records it: relative to that folder, with forward slashes."
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve()).replace(os.sep, "/")
+
+
+def portable_data_paths(cfg: TrainConfig,  # a config with absolute data folders
+                        folder: str | os.PathLike,  # the run folder that records it
+                        ) -> TrainConfig:
+    "The config with its data folders relative to the run folder: no machine paths, and the pair can move together."
+    return _data_paths(cfg, lambda p: relative_to_run(p, folder))
 
 
 def train(cfg: TrainConfig,  # the run's config
@@ -668,7 +697,8 @@ def train(cfg: TrainConfig,  # the run's config
     out = Path(out)
     if resume:
         state = load_checkpoint(out / "last.pt")
-        trainer = Trainer(TrainConfig.from_dict(state["config"], source=str(out / "last.pt")), out)
+        cfg = TrainConfig.from_dict(state["config"], source=str(out / "last.pt"))
+        trainer = Trainer(absolute_data_paths(cfg, base=out), out)
         trainer.load_state(state)
         log.info("resuming %s after epoch %d of %d", out, trainer.epoch, trainer.cfg.epochs)
     else:
@@ -690,7 +720,7 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     from gold.data import NormStats, TileDataset
     from gold.metrics import ConfusionMatrix, colorize_errors, error_map, predict
     run = Path(run)
-    cfg = TrainConfig.load(run / "config.yaml")
+    cfg = absolute_data_paths(TrainConfig.load(run / "config.yaml"), base=run)
     root = Path(data or cfg.data.root)
     if not root.is_dir():
         raise GoldError("preprocessed data folder not found (moved or deleted? pass --data)", path=root)
@@ -710,7 +740,7 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
         cm.update(pred, batch["mask"].to(dev))
         if save_maps:
             _save_maps(maps, batch["name"], pred.cpu().numpy(), batch["mask"].numpy(), error_map, colorize_errors)
-    scores = {"split": split, "data": str(root), "threshold": threshold, "student": cm.scores()}
+    scores = {"split": split, "data": relative_to_run(root, run), "threshold": threshold, "student": cm.scores()}
     atomic_write_text(run / f"{split}_scores.json", json.dumps(scores, indent=2) + "\n")
     return scores
 
@@ -734,6 +764,9 @@ def add_train_args(parser: argparse.ArgumentParser,  # the `gold train` parser
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN",
                         help="continue the run in this folder from its last.pt")
     parser.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
+                        help="auto: bf16 autocast + channels_last where the CPU or GPU has bf16 units, else fp32 "
+                             "(default: the config's precision, auto)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, dotted for nested keys, e.g. epochs=3 data.crop=128")
 
@@ -745,7 +778,7 @@ def run_train(args: argparse.Namespace,  # parsed `gold train` arguments
         summary = train(None, args.resume, resume=True)
     else:
         cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
-        cfg = cfg.override(args.overrides)
+        cfg = cfg.override(args.overrides + ([f"precision={args.precision}"] if args.precision else []))
         summary = train(cfg, args.out or Path("runs") / cfg.name, overwrite=args.overwrite)
     if rank() == 0:
         print(json.dumps({k: v for k, v in summary.items()}, indent=2))
