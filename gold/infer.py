@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from .core import GoldError, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
-from .io import PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
+from .io import LABEL_OUTSIDE, PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map, student_probability
 from .checkpoints import load_student
 from .precision import PRECISIONS, Precision
@@ -42,10 +42,9 @@ from .rasters import (gdal_cache_bytes, GDAL_CACHE_MB, NODATA, overview_factors,
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'LABEL_FILL', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights',
-           'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'window_probabilities',
-           'student_speed', 'blend_rows', 'scene_rows', 'PredictOptions', 'predict_scene', 'add_predict_args',
-           'run_predict']
+__all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights', 'PredictInputs',
+           'intersection_region', 'check_inputs', 'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows',
+           'scene_rows', 'PredictOptions', 'predict_scene', 'add_predict_args', 'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -351,7 +350,6 @@ def scene_rows(plan: WindowPlan,  # the window layout
 # %% ../nbs/09_infer.ipynb #4e0da5ee
 OUTPUTS = ("probability.tif", "change_mask.tif", "change_polygons.geojson", "errors.tif", "metrics.json",
            "summary.json")
-LABEL_FILL = 254  # value outside a reprojected label that declares no nodata (not a valid label value)
 
 
 class _Staging:
@@ -496,7 +494,7 @@ class _LabelRows:
 
     def __init__(self, path: Path, info: SceneInfo):
         self.path, self.nodata = path, info.label_nodata
-        self.fill = LABEL_FILL if (self.nodata is None and info.reproject.get("label")) else None
+        self.fill = LABEL_OUTSIDE if (self.nodata is None and info.reproject.get("label")) else None
         self._cm = open_aligned(path, info.grid, Resampling.nearest, fill=self.fill)
         self.ds = self._cm.__enter__()
 

@@ -27,8 +27,8 @@ from .core import GoldError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RAW_SUFFIXES', 'SPLIT_CODES', 'LABEL_EXTS', 'LABEL_SETS', 'PROB_SCALE', 'Grid', 'open_raster', 'read_window',
-           'read_raster', 'write_geotiff', 'Scene', 'find_scenes', 'SceneInfo', 'check_label_values',
+__all__ = ['log', 'RAW_SUFFIXES', 'SPLIT_CODES', 'LABEL_EXTS', 'LABEL_SETS', 'LABEL_OUTSIDE', 'PROB_SCALE', 'Grid', 'open_raster',
+           'read_window', 'read_raster', 'write_geotiff', 'Scene', 'find_scenes', 'SceneInfo', 'check_label_values',
            'check_split_values', 'check_scene', 'open_aligned', 'read_aligned', 'read_pixel_grid', 'crs_member']
 
 # %% ../nbs/01_io.ipynb #30ff9bfa
@@ -311,6 +311,9 @@ def _needs_reprojection(ref: Grid, other: Grid, ref_path: Path, path: Path) -> b
     return True
 
 # %% ../nbs/01_io.ipynb #e63b51c4
+LABEL_OUTSIDE = 254  # label value outside a reprojected label that declares no nodata (never a valid label value)
+
+
 @contextmanager
 def open_aligned(path: str | os.PathLike,  # the raster to align
                  grid: Grid,  # the reference grid (optical t1's)

@@ -23,7 +23,7 @@ from fastcore.basics import patch
 
 from .core import Config, GoldError, atomic_path, atomic_write_text, get_logger, progress
 from .norm import sar_units_of_file
-from .io import (SPLIT_CODES, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
+from .io import (LABEL_OUTSIDE, SPLIT_CODES, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
                      read_window, write_geotiff)
 from .splits import (MANIFEST_COLUMNS, SceneState, assign_splits, box_overlap,  # noqa: F401 (re-exported)
                          find_duplicates, find_split_leaks, read_manifest, space_key, spatial_groups, tile_boxes,
@@ -157,8 +157,6 @@ def scene_tiles(height: int,  # scene rows
     return pd.DataFrame(rows, columns=["block", "row_off", "col_off"])
 
 # %% ../nbs/03_preprocess.ipynb #4ee66626
-_OUTSIDE = 254  # label value marking "outside the label raster" while reprojecting (never a valid label)
-
 class SceneReader:
     """The rasters of one validated scene, open on optical t1's grid, read tile by tile."""
 
@@ -176,7 +174,7 @@ class SceneReader:
             self.b = st.enter_context(open_aligned(s.sar_t2, self.grid, Resampling.bilinear,
                                                    fill=np.nan if sar_float else None))
             self.c = st.enter_context(open_aligned(s.opt_t2, self.grid, Resampling.bilinear)) if s.opt_t2 else None
-            self.e = st.enter_context(open_aligned(s.label, self.grid, Resampling.nearest, fill=_OUTSIDE)) \
+            self.e = st.enter_context(open_aligned(s.label, self.grid, Resampling.nearest, fill=LABEL_OUTSIDE)) \
                 if s.label else None
             self.s = st.enter_context(open_aligned(s.split, self.grid, Resampling.nearest, fill=0)) \
                 if s.split else None
@@ -233,7 +231,7 @@ def read_rest(self: SceneReader, row_off: int, col_off: int, size: int,
         if self.e.nodata is not None:
             ok &= e != self.e.nodata
         if self.label_reprojected:
-            ok &= e != _OUTSIDE
+            ok &= e != LABEL_OUTSIDE
         if e.dtype.kind == "f":
             ok &= np.isfinite(e)
         h, w = e.shape
