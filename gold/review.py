@@ -27,7 +27,7 @@ from .mapview import (LAYERS, POLYGON_COLOUR, WEB_MERCATOR, DisplayGrid, Predict
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'placed_vrt', 'band_limits', 'ReviewMap', 'review_map']
+__all__ = ['log', 'RASTER_PANE', 'placed_vrt', 'band_limits', 'ReviewMap', 'review_map']
 
 # %% ../nbs/11d_review.ipynb #665df9e6
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -89,7 +89,7 @@ def _sar_expression(units: str) -> str | None:
     from gold.norm import SAR_EPS
     return f"10*log10(where(b1 > {SAR_EPS!r}, b1, {SAR_EPS!r}))" if units == "linear" else None
 
-# %% ../nbs/11d_review.ipynb #45d77469
+# %% ../nbs/11d_review.ipynb #1064648c
 class ReviewMap:
     """optical t1 | SAR t2 on a leafmap split map, tiled from the files, with a `gold predict` folder on top."""
     polygon_layer = True  # draw the predicted polygons as a read-only layer
@@ -115,6 +115,7 @@ class ReviewMap:
         self.map = lm.Map(center=centre, zoom=zoom, height=f"{height}px", draw_control=draw, toolbar_control=False,
                           fullscreen_control=False, measure_control=False, search_control=False,
                           scale_control=False, attribution_control=False)
+        self.map.panes = {RASTER_PANE: {"zIndex": 350}}
         self._add_dates(basemap and self.display.georeferenced)
         if self.pred is not None:
             self._add_prediction(self.polygon_layer)
@@ -159,7 +160,10 @@ def _add_dates(self: ReviewMap, basemap: bool) -> None:
         self.map.add_basemap("OpenStreetMap")
         self.map.layers = self.map.layers[-1:] + self.map.layers[:-1]   # under the overlays
 
-# %% ../nbs/11d_review.ipynb #1a93eb41
+# %% ../nbs/11d_review.ipynb #2f6f5c00
+RASTER_PANE = "gold-rasters"  # a map pane above the split control's tile layers and below the polygons
+
+
 @patch
 def _visible(self: ReviewMap, id: str) -> bool:
     return id in self.show if self.show is not None else LAYERS[id]["visible"]
@@ -171,7 +175,7 @@ def _add_raster(self: ReviewMap, path: Path, id: str) -> None:
     from localtileserver.tiler import register_colormap
     self.map.add_raster(self._source(path), indexes=[1], colormap=register_colormap(colour_table(id)),
                         layer_name=LAYERS[id]["name"], opacity=LAYERS[id]["opacity"], visible=self._visible(id),
-                        zoom_to_layer=False, port=self.port, attribution=" ")
+                        zoom_to_layer=False, port=self.port, attribution=" ", pane=RASTER_PANE)
     self.tile_layers.append(self.map.layers[-1])
 
 # %% ../nbs/11d_review.ipynb #52a1a7a5
