@@ -27,7 +27,7 @@ from .mapview import (LAYERS, POLYGON_COLOUR, WEB_MERCATOR, DisplayGrid, Predict
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RASTER_PANE', 'placed_vrt', 'band_limits', 'ReviewMap', 'review_map']
+__all__ = ['log', 'OVERVIEW_MIN', 'SAR_EPS', 'RASTER_PANE', 'placed_vrt', 'tile_source', 'band_limits', 'ReviewMap', 'review_map']
 
 # %% ../nbs/11d_review.ipynb #665df9e6
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -54,29 +54,68 @@ def placed_vrt(path: str | os.PathLike,  # a raster without CRS
     out.write_text(doc)
     return out
 
-# %% ../nbs/11d_review.ipynb #09bed6d2
+# %% ../nbs/11d_review.ipynb #fb1d8621
+OVERVIEW_MIN = 1024  # rasters larger than this (px a side) get overviews, down to about 256 px
+
+
+def tile_source(path: str | os.PathLike,  # a raster of the scene
+                out: str | os.PathLike,  # the .vrt to write (in a temporary folder)
+                placement: Affine | None = None,  # scenes without CRS: `DisplayGrid.placement`
+                resampling: str = "average",  # overview resampling: "average" for images, "nearest" for codes
+                ) -> Path:
+    "A VRT of a raster with overviews (when it is large), for a tile server to read; the raster is only read."
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.shutil import copy as copy_dataset
+    out = Path(out)
+    if placement is not None:
+        placed_vrt(path, placement, out)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open_raster(path) as ds:
+            copy_dataset(ds, out, driver="VRT")
+    with rasterio.open(out) as ds:
+        size = max(ds.width, ds.height)
+    factors = [2 ** k for k in range(1, 32) if size / 2 ** k >= 256]
+    if size > OVERVIEW_MIN and factors:
+        with rasterio.Env(GDAL_CACHEMAX=64), rasterio.open(out, "r+") as ds:
+            ds.build_overviews(factors, Resampling[resampling])
+    return out
+
+# %% ../nbs/11d_review.ipynb #a4877998
+SAR_EPS = 1e-5  # linear power floor before dB: `gold.norm.SAR_EPS` (not imported: gold.norm loads torch)
+
+
+def _sar_db(x: np.ndarray, units: str) -> np.ndarray:
+    "SAR as the kit displays it: linear power in dB, other units as stored (`gold.norm.sar_to_space`)."
+    x = np.asarray(x, dtype=np.float32)
+    if units != "linear":
+        return x
+    with np.errstate(invalid="ignore"):
+        return (10.0 * np.log10(np.maximum(x, np.float32(SAR_EPS)))).astype(np.float32)
+
+
 def band_limits(path: str | os.PathLike,  # a raster of the scene
                 indexes: Sequence[int],  # bands (1-based)
                 sar_units: str | None = None,  # SAR units of the file; the limits are then in dB (or amplitude)
                 sample: int = 1024,  # largest side of the decimated read
                 ) -> tuple[list[float], list[float]]:
     "Per-band (lows, highs): the 2nd and 98th percentiles of a decimated read, as the PNG layers stretch."
-    from gold.norm import sar_to_space
     with open_raster(path) as ds:
         f = max(1, math.ceil(max(ds.width, ds.height) / sample))
         shape = (max(1, ds.height // f), max(1, ds.width // f))
-        data = ds.read(list(indexes), out_shape=(len(indexes), *shape))
-        valid = ds.dataset_mask(out_shape=shape) > 0
+        data = ds.read(list(indexes), out_shape=(len(indexes), *shape))   # from an overview when there is one
+        valid = np.ones(shape, bool) if ds.nodata is None else (data != ds.nodata).all(0)   # (a mask read is full-size)
     flat = (0.0, 255.0) if data.dtype == np.uint8 and sar_units is None else None
     lows, highs = [], []
     for band in data:
-        band = sar_to_space(band, sar_units) if sar_units is not None else band
+        band = _sar_db(band, sar_units) if sar_units is not None else band
         ok = valid & np.isfinite(band) if band.dtype.kind == "f" else valid
         lo, hi = percentile_limits(band, ok, flat) or (0.0, 1.0)
         lows.append(lo); highs.append(hi)
     return lows, highs
 
-# %% ../nbs/11d_review.ipynb #41c4221d
+# %% ../nbs/11d_review.ipynb #6f9ea197
 def _free_port() -> int:
     "A free TCP port on 127.0.0.1."
     with socket.socket() as s:
@@ -85,11 +124,10 @@ def _free_port() -> int:
 
 
 def _sar_expression(units: str) -> str | None:
-    "The band expression that shows SAR in dB (None: the band as stored)."
-    from gold.norm import SAR_EPS
+    "The band expression that shows SAR in dB, as `_sar_db` (None: the band as stored)."
     return f"10*log10(where(b1 > {SAR_EPS!r}, b1, {SAR_EPS!r}))" if units == "linear" else None
 
-# %% ../nbs/11d_review.ipynb #1064648c
+# %% ../nbs/11d_review.ipynb #7a65d858
 class ReviewMap:
     """optical t1 | SAR t2 on a leafmap split map, tiled from the files, with a `gold predict` folder on top."""
     polygon_layer = True  # draw the predicted polygons as a read-only layer
@@ -109,7 +147,7 @@ class ReviewMap:
             _check_prediction_grid(self.pred, info.grid)
         self.sar_units = info.sar_units
         self.display = DisplayGrid.of(info.grid, max(info.grid.width, info.grid.height))
-        self.cache = None if self.display.georeferenced else Path(tempfile.mkdtemp(prefix="gold-review-"))
+        self.cache = Path(tempfile.mkdtemp(prefix="gold-review-"))  # VRTs and overviews for the tile server
         self.port, self.show, self.tile_layers = _free_port(), show, []
         centre, zoom = self.display.view(900, height - 40)
         self.map = lm.Map(center=centre, zoom=zoom, height=f"{height}px", draw_control=draw, toolbar_control=False,
@@ -122,34 +160,33 @@ class ReviewMap:
         self.map.add_layer_control(position="topright")
         self.map.center, self.map.zoom = centre, zoom
 
-# %% ../nbs/11d_review.ipynb #03fcb2bf
+# %% ../nbs/11d_review.ipynb #e4d24539
 @patch
-def _source(self: ReviewMap, path: Path) -> str:
-    "The file a tile server can place: the raster itself, or its `placed_vrt` for scenes without CRS."
-    if self.display.georeferenced:
-        return str(path)
-    return str(placed_vrt(path, self.display.placement, self.cache / f"{path.stem}.vrt"))
+def _source(self: ReviewMap, path: Path, resampling: str = "average") -> str:
+    "The `tile_source` VRT of a raster, in this map's temporary folder."
+    out = self.cache / f"{len(list(self.cache.iterdir()))}_{path.stem}.vrt"
+    return str(tile_source(path, out, self.display.placement, resampling))
 
 
 @patch
-def _tiles(self: ReviewMap, path: Path, name: str, **kwargs):
-    "A leafmap tile layer of a raster, served by this map's tile server."
+def _tiles(self: ReviewMap, source: str, name: str, **kwargs):
+    "A leafmap tile layer of a `tile_source`, served by this map's tile server."
     from leafmap.common import get_local_tile_layer
-    layer = get_local_tile_layer(self._source(path), layer_name=name, port=self.port, attribution=" ", **kwargs)
+    layer = get_local_tile_layer(source, layer_name=name, port=self.port, attribution=" ", **kwargs)
     self.tile_layers.append(layer)
     return layer
 
-# %% ../nbs/11d_review.ipynb #17ec3dd7
+# %% ../nbs/11d_review.ipynb #11760279
 @patch
 def _add_dates(self: ReviewMap, basemap: bool) -> None:
     "optical t1 left and SAR t2 right of leafmap's split control."
     bands = [1, 2, 3] if check_scene(self.scene).opt_bands >= 3 else [1, 1, 1]
-    lo, hi = band_limits(self.scene.opt_t1, bands)
-    t1 = self._tiles(self.scene.opt_t1, "optical t1", indexes=bands, vmin=lo, vmax=hi)
+    opt, sar = self._source(self.scene.opt_t1), self._source(self.scene.sar_t2)
+    lo, hi = band_limits(opt, bands)
+    t1 = self._tiles(opt, "optical t1", indexes=bands, vmin=lo, vmax=hi)
     expression = _sar_expression(self.sar_units)
-    (lo,), (hi,) = band_limits(self.scene.sar_t2, [1], self.sar_units)
-    t2 = self._tiles(self.scene.sar_t2, "SAR t2", vmin=lo, vmax=hi,
-                     **(dict(expression=expression) if expression else dict(indexes=[1])))
+    (lo,), (hi,) = band_limits(sar, [1], self.sar_units)
+    t2 = self._tiles(sar, "SAR t2", vmin=lo, vmax=hi, **(dict(expression=expression) if expression else dict(indexes=[1])))
     self.map.layer_widget = []    # leafmap's layer manager reads this when split_map leaves the map without layers
     self.map.split_map(left_layer=t1, right_layer=t2, left_label="optical t1", right_label="SAR t2",
                        left_position="bottomleft", right_position="bottomright", zoom_control=True,
@@ -160,7 +197,7 @@ def _add_dates(self: ReviewMap, basemap: bool) -> None:
         self.map.add_basemap("OpenStreetMap")
         self.map.layers = self.map.layers[-1:] + self.map.layers[:-1]   # under the overlays
 
-# %% ../nbs/11d_review.ipynb #2f6f5c00
+# %% ../nbs/11d_review.ipynb #4e4fbd3d
 RASTER_PANE = "gold-rasters"  # a map pane above the split control's tile layers and below the polygons
 
 
@@ -173,7 +210,7 @@ def _visible(self: ReviewMap, id: str) -> bool:
 def _add_raster(self: ReviewMap, path: Path, id: str) -> None:
     "A prediction raster with the kit's colours, added through leafmap's `add_raster`."
     from localtileserver.tiler import register_colormap
-    self.map.add_raster(self._source(path), indexes=[1], colormap=register_colormap(colour_table(id)),
+    self.map.add_raster(self._source(path, "average" if id == "probability" else "nearest"), indexes=[1], colormap=register_colormap(colour_table(id)),
                         layer_name=LAYERS[id]["name"], opacity=LAYERS[id]["opacity"], visible=self._visible(id),
                         zoom_to_layer=False, port=self.port, attribution=" ", pane=RASTER_PANE)
     self.tile_layers.append(self.map.layers[-1])
@@ -212,18 +249,17 @@ def _add_prediction(self: ReviewMap, polygons: bool = True) -> None:
     self.map.add_html(legend_html(errors=p.errors is not None, polygons=fc is not None,
                                   mask=p.change_mask is not None), position="bottomright")
 
-# %% ../nbs/11d_review.ipynb #89c3a1d5
+# %% ../nbs/11d_review.ipynb #91f41e4b
 @patch
 def close(self: ReviewMap) -> None:
-    "Stop this map's tile server and delete its VRT files (the map stops drawing new tiles)."
+    "Stop this map's tile server and delete its VRTs and overviews (the map stops drawing new tiles)."
     from server_thread import ServerManager
     for layer in self.tile_layers:
         if hasattr(layer.tile_server, "_key"):
             del layer.tile_server._key              # the clients share one server, stopped once below
     if ServerManager.is_server_live(self.port):
         ServerManager.shutdown_server(self.port, force=True)
-    if self.cache is not None:
-        shutil.rmtree(self.cache, ignore_errors=True)
+    shutil.rmtree(self.cache, ignore_errors=True)
 
 
 @patch(as_prop=True)
