@@ -27,7 +27,8 @@ from .mapview import (LAYERS, POLYGON_COLOUR, WEB_MERCATOR, DisplayGrid, Predict
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OVERVIEW_MIN', 'SAR_EPS', 'RASTER_PANE', 'placed_vrt', 'tile_source', 'band_limits', 'ReviewMap', 'review_map']
+__all__ = ['log', 'OVERVIEW_MIN', 'SAR_EPS', 'RASTER_PANE', 'placed_vrt', 'tile_source', 'band_limits', 'ReviewMap',
+           'shared_tile_source', 'review_map']
 
 # %% ../nbs/11d_review.ipynb #665df9e6
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -127,7 +128,7 @@ def _sar_expression(units: str) -> str | None:
     "The band expression that shows SAR in dB, as `_sar_db` (None: the band as stored)."
     return f"10*log10(where(b1 > {SAR_EPS!r}, b1, {SAR_EPS!r}))" if units == "linear" else None
 
-# %% ../nbs/11d_review.ipynb #7a65d858
+# %% ../nbs/11d_review.ipynb #67c729ca
 class ReviewMap:
     """optical t1 | SAR t2 on a leafmap split map, tiled from the files, with a `gold predict` folder on top."""
     polygon_layer = True  # draw the predicted polygons as a read-only layer
@@ -147,7 +148,6 @@ class ReviewMap:
             _check_prediction_grid(self.pred, info.grid)
         self.sar_units = info.sar_units
         self.display = DisplayGrid.of(info.grid, max(info.grid.width, info.grid.height))
-        self.cache = Path(tempfile.mkdtemp(prefix="gold-review-"))  # VRTs and overviews for the tile server
         self.port, self.show, self.tile_layers = _free_port(), show, []
         centre, zoom = self.display.view(900, height - 40)
         self.map = lm.Map(center=centre, zoom=zoom, height=f"{height}px", draw_control=draw, toolbar_control=False,
@@ -160,12 +160,36 @@ class ReviewMap:
         self.map.add_layer_control(position="topright")
         self.map.center, self.map.zoom = centre, zoom
 
-# %% ../nbs/11d_review.ipynb #e4d24539
+# %% ../nbs/11d_review.ipynb #1fcac503
+_SOURCES: dict = {}  # (file, mtime, size, placement, resampling) -> its tile_source VRT, for this process
+
+
+def _cache_dir() -> Path:
+    "This process's folder of tile-source VRTs and overviews (removed at exit)."
+    if "dir" not in _SOURCES:
+        import atexit
+        _SOURCES["dir"] = Path(tempfile.mkdtemp(prefix="gold-review-"))
+        atexit.register(shutil.rmtree, _SOURCES["dir"], True)
+    return _SOURCES["dir"]
+
+
+def shared_tile_source(path: str | os.PathLike,  # a raster of the scene
+                       placement: Affine | None = None,  # scenes without CRS: `DisplayGrid.placement`
+                       resampling: str = "average",  # overview resampling
+                       ) -> Path:
+    "The `tile_source` of a raster, made once per process (again when the file changes)."
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size, tuple(placement) if placement else None, resampling)
+    if key not in _SOURCES or not _SOURCES[key].exists():
+        _SOURCES[key] = tile_source(path, _cache_dir() / f"{len(_SOURCES)}_{path.stem}.vrt", placement, resampling)
+    return _SOURCES[key]
+
+# %% ../nbs/11d_review.ipynb #e571cddd
 @patch
 def _source(self: ReviewMap, path: Path, resampling: str = "average") -> str:
-    "The `tile_source` VRT of a raster, in this map's temporary folder."
-    out = self.cache / f"{len(list(self.cache.iterdir()))}_{path.stem}.vrt"
-    return str(tile_source(path, out, self.display.placement, resampling))
+    "The shared `tile_source` VRT of a raster of this map."
+    return str(shared_tile_source(path, self.display.placement, resampling))
 
 
 @patch
@@ -249,17 +273,16 @@ def _add_prediction(self: ReviewMap, polygons: bool = True) -> None:
     self.map.add_html(legend_html(errors=p.errors is not None, polygons=fc is not None,
                                   mask=p.change_mask is not None), position="bottomright")
 
-# %% ../nbs/11d_review.ipynb #91f41e4b
+# %% ../nbs/11d_review.ipynb #50489564
 @patch
 def close(self: ReviewMap) -> None:
-    "Stop this map's tile server and delete its VRTs and overviews (the map stops drawing new tiles)."
+    "Stop this map's tile server (the map stops drawing new tiles)."
     from server_thread import ServerManager
     for layer in self.tile_layers:
         if hasattr(layer.tile_server, "_key"):
             del layer.tile_server._key              # the clients share one server, stopped once below
     if ServerManager.is_server_live(self.port):
         ServerManager.shutdown_server(self.port, force=True)
-    shutil.rmtree(self.cache, ignore_errors=True)
 
 
 @patch(as_prop=True)
