@@ -117,7 +117,8 @@ def main() -> None:
     with jupyterlab(args.work, env) as (url, token):
         with browser_page(args.work / "profile") as (page, requested):
             t = time.perf_counter()
-            run_all_cells(page, f"{url}/lab/tree/review.ipynb?token={token}", timeout_ms=600_000)
+            run_all_cells(page, f"{url}/lab/tree/review.ipynb?token={token}", timeout_ms=600_000,
+                          debug_png=args.work / "failed.png")
             print(f"notebook ran in {time.perf_counter() - t:.0f} s; kernel after it: {kernel_memory(runtime)}")
             review = page.locator(".leaflet-container").nth(0)
             map_screenshot(page, review, args.work / "first_view.png")

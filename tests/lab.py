@@ -96,19 +96,27 @@ def copy_notebook(src: Path, dst: Path) -> Path:
     return dst
 
 
-def run_all_cells(page, notebook_url: str, timeout_ms: int = 180_000) -> None:
-    """Open a notebook in JupyterLab, wait for its kernel, run all cells from the Run menu, wait until each has run."""
-    page.goto(notebook_url)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
-    page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=timeout_ms)   # kernel connected
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                   .every(p => /\\[\\d+\\]/.test(p.textContent))""", timeout=timeout_ms)
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
-    assert not tracebacks, tracebacks
+def run_all_cells(page, notebook_url: str, timeout_ms: int = 180_000, debug_png: Path | None = None) -> None:
+    """Open a notebook in JupyterLab, wait for its kernel, run all cells from the Run menu, wait until each has run;
+    fail on a traceback in any output (and save a screenshot of the page to `debug_png` on any failure)."""
+    try:
+        page.goto(notebook_url)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+        page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=timeout_ms)   # kernel up
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                       .every(p => /\\[\\d+\\]/.test(p.textContent))
+                     || [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+                          .some(o => o.textContent.includes('Traceback'))""", timeout=timeout_ms)
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+        assert not tracebacks, tracebacks
+    except Exception:
+        if debug_png is not None:
+            page.screenshot(path=str(debug_png), full_page=True)
+        raise
 
 
 def run_cell(page, text: str, timeout_ms: int = 60_000) -> None:

@@ -82,7 +82,7 @@ def test_review_and_annotate_in_jupyterlab(tmp_path):
     env = {"GOLD_REVIEW_SCENE": str(base), "GOLD_REVIEW_PRED": str(pred), "GOLD_REVIEW_OUT": str(tmp_path)}
     with jupyterlab(tmp_path, env) as (url, token):
         with browser_page(tmp_path / "profile") as (page, requested):
-            run_all_cells(page, f"{url}/lab/tree/review.ipynb?token={token}")
+            run_all_cells(page, f"{url}/lab/tree/review.ipynb?token={token}", debug_png=tmp_path / "failed.png")
             maps = page.locator(".leaflet-container")
             assert maps.count() == 2
             box = check_review(load_rgb(map_screenshot(page, maps.nth(0), tmp_path / "review.png")))
