@@ -128,7 +128,7 @@ def _sar_expression(units: str) -> str | None:
     "The band expression that shows SAR in dB, as `_sar_db` (None: the band as stored)."
     return f"10*log10(where(b1 > {SAR_EPS!r}, b1, {SAR_EPS!r}))" if units == "linear" else None
 
-# %% ../nbs/11d_review.ipynb #67c729ca
+# %% ../nbs/11d_review.ipynb #6ea3a561
 class ReviewMap:
     """optical t1 | SAR t2 on a leafmap split map, tiled from the files, with a `gold predict` folder on top."""
     polygon_layer = True  # draw the predicted polygons as a read-only layer
@@ -158,6 +158,7 @@ class ReviewMap:
         if self.pred is not None:
             self._add_prediction(self.polygon_layer)
         self.map.add_layer_control(position="topright")
+        self.map.add_layer_manager(position="topright", opened=False)   # leafmap's: visibility and opacity sliders
         self.map.center, self.map.zoom = centre, zoom
 
 # %% ../nbs/11d_review.ipynb #1fcac503
@@ -221,7 +222,7 @@ def _add_dates(self: ReviewMap, basemap: bool) -> None:
         self.map.add_basemap("OpenStreetMap")
         self.map.layers = self.map.layers[-1:] + self.map.layers[:-1]   # under the overlays
 
-# %% ../nbs/11d_review.ipynb #4e4fbd3d
+# %% ../nbs/11d_review.ipynb #843ec2fe
 RASTER_PANE = "gold-rasters"  # a map pane above the split control's tile layers and below the polygons
 
 
@@ -234,9 +235,10 @@ def _visible(self: ReviewMap, id: str) -> bool:
 def _add_raster(self: ReviewMap, path: Path, id: str) -> None:
     "A prediction raster with the kit's colours, added through leafmap's `add_raster`."
     from localtileserver.tiler import register_colormap
-    self.map.add_raster(self._source(path, "average" if id == "probability" else "nearest"), indexes=[1], colormap=register_colormap(colour_table(id)),
-                        layer_name=LAYERS[id]["name"], opacity=LAYERS[id]["opacity"], visible=self._visible(id),
-                        zoom_to_layer=False, port=self.port, attribution=" ", pane=RASTER_PANE)
+    source = self._source(path, "average" if id == "probability" else "nearest")   # codes keep their values
+    self.map.add_raster(source, indexes=[1], colormap=register_colormap(colour_table(id)), layer_name=LAYERS[id]["name"],
+                        opacity=LAYERS[id]["opacity"], visible=self._visible(id), zoom_to_layer=False, port=self.port,
+                        attribution=" ", pane=RASTER_PANE)
     self.tile_layers.append(self.map.layers[-1])
 
 # %% ../nbs/11d_review.ipynb #52a1a7a5
