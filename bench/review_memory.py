@@ -114,6 +114,7 @@ def main() -> None:
             run_all_cells(page, f"{url}/lab/tree/baseline.ipynb?token={token}")
             floor = kernel_memory(runtime)
     print(f"kernel with the imports only: {floor}")
+    shutil.rmtree(args.work / ".lab-home" / "workspaces", ignore_errors=True)   # the next session opens one tab
     with jupyterlab(args.work, env) as (url, token):
         with browser_page(args.work / "profile") as (page, requested):
             t = time.perf_counter()

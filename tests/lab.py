@@ -106,10 +106,11 @@ def run_all_cells(page, notebook_url: str, timeout_ms: int = 180_000, debug_png:
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         page.wait_for_function(
-            """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                       .every(p => /\\[\\d+\\]/.test(p.textContent))
-                     || [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
-                          .some(o => o.textContent.includes('Traceback'))""", timeout=timeout_ms)
+            """() => { const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');  // this tab only
+                       return [...nb.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                                .every(p => /\\[\\d+\\]/.test(p.textContent))
+                              || [...nb.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+                                .some(o => o.textContent.includes('Traceback')); }""", timeout=timeout_ms)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
         assert not tracebacks, tracebacks
