@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export GOLD_PROGRESS ?= 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install check-sync nbtest pytest readme report-check clean
+.PHONY: demo test install check-sync nbtest pytest readme review-shot report-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ nbtest: $(STAMP)  ## the tests inside the notebooks
 
 pytest: $(STAMP)  ## integration tests across process boundaries
 	$(BIN)/python -m pytest -q tests
+
+SHOT_SCENE ?= data/demo/unseen/unseen
+SHOT_PRED  ?= data/demo/predict
+review-shot: $(STAMP)  ## the README's JupyterLab screenshot, from the demo's unseen scene and prediction (after `make demo`)
+	$(BIN)/python tests/review_shot.py --scene $(SHOT_SCENE) --pred $(SHOT_PRED) --out reports/figures/review_lab.png
 
 report-check: $(STAMP)  ## fail when a committed report would come out differently with today's code
 	$(BIN)/gold report --check

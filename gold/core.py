@@ -25,7 +25,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'parse_value', 'Config', 'seed_everything', 'get_device',
            'git_commit', 'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json',
-           'percentile_stretch']
+           'percentile_limits', 'percentile_stretch']
 
 # %% ../nbs/00_core.ipynb #58d81a18
 class GoldError(Exception):
@@ -290,16 +290,29 @@ def read_json(path: str | os.PathLike | None,  # a JSON file; None reads as miss
         return None
 
 
+def percentile_limits(x: np.ndarray,  # one band, any shape; NaN is ignored
+                      valid: np.ndarray | None = None,  # pixels that set the percentiles (default: all non-NaN)
+                      flat: tuple[float, float] | None = None,  # (lo, hi) for a flat band; default lo - 1, hi + 1
+                      ) -> tuple[float, float] | None:
+    "The (lo, hi) display limits of a band: its 2nd and 98th percentiles (None when no pixel is valid)."
+    x = np.asarray(x)
+    v = x[valid] if valid is not None else x[~np.isnan(x)] if x.dtype.kind == "f" else x.ravel()
+    if v.size == 0:
+        return None
+    lo, hi = (float(q) for q in np.percentile(v, [2, 98]))
+    if hi - lo < 1e-6:
+        lo, hi = flat if flat is not None else (lo - 1.0, hi + 1.0)
+    return lo, hi
+
+
 def percentile_stretch(x: np.ndarray,  # one band, any shape; NaN is ignored
                        valid: np.ndarray | None = None,  # pixels that set the percentiles (default: all non-NaN)
                        flat: tuple[float, float] | None = None,  # (lo, hi) for a flat band; default lo - 1, hi + 1
                        ) -> np.ndarray:
     "The band scaled to 0..1 (float32) between the 2nd and 98th percentiles of its valid pixels."
     x = np.asarray(x)
-    v = x[valid] if valid is not None else x[~np.isnan(x)] if x.dtype.kind == "f" else x.ravel()
-    if v.size == 0:
+    limits = percentile_limits(x, valid, flat)
+    if limits is None:
         return np.zeros(x.shape, np.float32)
-    lo, hi = (float(q) for q in np.percentile(v, [2, 98]))
-    if hi - lo < 1e-6:
-        lo, hi = flat if flat is not None else (lo - 1.0, hi + 1.0)
+    lo, hi = limits
     return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0, 1)

@@ -13,6 +13,7 @@ from .labels import *  # noqa: F401,F403  (re-exported: the names stay importabl
 from .mapview import *  # noqa: F401,F403
 from .mappage import *  # noqa: F401,F403
 from .review import *  # noqa: F401,F403
+from .annotate import *  # noqa: F401,F403
 from .mapview import OVERLAYS, resolve_scene
 from .mappage import scene_map
 

@@ -29,9 +29,10 @@ from .labels import LONLAT, default_crs, read_features
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'WEB_MERCATOR', 'PIXEL_GRID_M', 'PROB_CMAP', 'POLYGON_COLOUR', 'MASK_COLOUR', 'OVERLAYS', 'resolve_scene',
-           'Prediction', 'read_prediction', 'DisplayGrid', 'render_optical', 'render_sar', 'render_probability',
-           'render_errors', 'render_mask', 'png_data_url', 'SceneView', 'scene_view', 'legend_html']
+__all__ = ['log', 'WEB_MERCATOR', 'PIXEL_GRID_M', 'PROB_CMAP', 'POLYGON_COLOUR', 'MASK_COLOUR', 'OVERLAYS', 'LAYERS',
+           'resolve_scene', 'Prediction', 'read_prediction', 'DisplayGrid', 'render_optical', 'render_sar',
+           'render_probability', 'render_errors', 'render_mask', 'png_data_url', 'colour_table', 'overlay_def',
+           'SceneView', 'scene_view', 'legend_html']
 
 # %% ../nbs/11b_mapview.ipynb #097b4fb7
 _ROLE_OF_SUFFIX = {"_A": "opt_t1", "_B": "sar_t2", "_D": "opt_t2", "_E": "label"}
@@ -330,8 +331,36 @@ def png_data_url(rgba: np.ndarray,  # [rows, cols, 4] uint8
     Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, format="PNG", compress_level=6)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
+# %% ../nbs/11b_mapview.ipynb #bee808de
+_TABLE_VALUES = {"probability": np.arange(PROB_SCALE + 1), "change": np.array([0, 1]), "mask": np.array([0, 1]),
+                 "errors": np.array([0, 1, 2, 3, 255])}
+
+
+def colour_table(kind: str,  # "probability", "change"/"mask" (0/1) or "errors" (gold.metrics codes)
+                 ) -> dict[int, tuple[int, int, int, int]]:
+    "RGBA of every stored value of a prediction raster, from the renderers of the PNG layers (for a tile server)."
+    render = {"probability": render_probability, "change": render_mask, "mask": render_mask,
+              "errors": render_errors}[kind]
+    values = _TABLE_VALUES[kind].astype(np.uint8)
+    rgba = render(values[None], np.ones((1, values.size), bool))[0]
+    return {int(v): tuple(int(c) for c in px) for v, px in zip(values, rgba)}
+
 # %% ../nbs/11b_mapview.ipynb #81ec402d
 OVERLAYS = ("probability", "change", "errors")  # overlay ids, bottom to top
+LAYERS = {  # the overlays of every review view (HTML page and notebook): name, opacity, visible at start
+    "probability": dict(name="change probability", opacity=0.75, visible=True),
+    "change": dict(name="predicted change", opacity=0.8, visible=True),  # the polygons, or the mask without them
+    "mask": dict(name="change mask", opacity=0.8, visible=False),  # the notebook view's mask under the polygons
+    "errors": dict(name="errors vs label", opacity=0.85, visible=False),
+}
+
+
+def overlay_def(id: str,  # a key of `LAYERS`
+                kind: str = "raster",  # "raster" or "line" (polygon outlines, drawn opaque)
+                ) -> dict:
+    "One overlay's definition: id, name, kind, opacity, visible."
+    d = LAYERS[id]
+    return dict(id=id, name=d["name"], kind=kind, opacity=1.0 if kind == "line" else d["opacity"], visible=d["visible"])
 
 
 @dataclasses.dataclass
@@ -367,7 +396,7 @@ def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw sc
         if pred.probability is not None:
             prob, ok = disp.read(pred.probability)
             images["probability"] = png_data_url(render_probability(prob[0], ok))
-            overlays.append(dict(id="probability", name="change probability", kind="raster", opacity=0.75, visible=True))
+            overlays.append(overlay_def("probability"))
         if pred.change_mask is not None:
             m, ok = disp.read(pred.change_mask)
             mask = np.where(ok, m[0], 255)
@@ -381,10 +410,10 @@ def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw sc
                 {"type": "Feature", "properties": f.get("properties") or {},
                  "geometry": disp.to_lonlat(f["geometry"], default_crs(crs, info.grid))}
                 for f in feats if f.get("geometry")]}
-            overlays.append(dict(id="change", name="predicted change", kind="line", opacity=1.0, visible=True))
+            overlays.append(overlay_def("change", "line"))
         elif mask is not None:
             images["change"] = png_data_url(render_mask(mask, mask != 255))
-            overlays.append(dict(id="change", name="predicted change", kind="raster", opacity=0.8, visible=True))
+            overlays.append(overlay_def("change"))
         codes = None
         if pred.errors is not None:
             c, ok = disp.read(pred.errors)
@@ -394,7 +423,7 @@ def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw sc
         if codes is not None:
             has_label = True
             images["errors"] = png_data_url(render_errors(codes, inside))
-            overlays.append(dict(id="errors", name="errors vs label", kind="raster", opacity=0.85, visible=False))
+            overlays.append(overlay_def("errors"))
         facts = _facts(pred)
     return SceneView(scene.name, disp, images, overlays, polygons, facts, has_label)
 
@@ -439,6 +468,7 @@ def _facts(pred: Prediction) -> dict:
 # %% ../nbs/11b_mapview.ipynb #9849a178
 def legend_html(errors: bool = True,  # include the error-map colours
                 polygons: bool = True,  # include the polygon outline
+                mask: bool = False,  # include the change-mask fill
                 ) -> str:
     "The legend of the review map as an HTML snippet."
     import matplotlib
@@ -454,6 +484,9 @@ def legend_html(errors: bool = True,  # include the error-map colours
     if polygons:
         rows.append(f'<div style="margin-top:6px"><span style="{box}border:2px solid {POLYGON_COLOUR};'
                     'background:transparent"></span>predicted change</div>')
+    if mask:
+        r, g, b = MASK_COLOUR
+        rows.append(f'<div><span style="{box}background:rgb({r},{g},{b})"></span>change mask</div>')
     if errors:
         rows.append('<div style="font-weight:600;margin:6px 0 3px">errors vs label</div>')
         for name, (code, (r, g, b)) in ERROR_LEGEND.items():

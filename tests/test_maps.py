@@ -12,6 +12,7 @@ from rasterio.transform import Affine
 from rasterio.warp import transform_geom
 from scipy import ndimage
 
+import browser
 from gold import maps
 from gold.io import read_raster, write_geotiff
 from gold.metrics import ERROR_LEGEND, error_map
@@ -27,7 +28,7 @@ CHROMIUM_HOSTS = ("google.com", "googleapis.com", "gstatic.com", "gvt1.com", "ch
 
 def need_browser() -> str:
     """Chromium, or a skip outside CI (in CI a missing browser is a failure)."""
-    exe = maps.find_browser()
+    exe = browser.find_browser()
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed but CI is set (.ci/run installs it)")
@@ -124,7 +125,7 @@ def test_overlay_drawn_where_the_mask_says(tmp_path, crs):
     need_browser()
     base, pred = write_scene(tmp_path / "raw", crs)
     page = maps.scene_map(base, pred, tmp_path / "map.html")
-    img = load_rgb(maps.browser_screenshot(page, tmp_path / "shot.png", size=(1400, 800)))
+    img = load_rgb(browser.browser_screenshot(page, tmp_path / "shot.png", size=(1400, 800)))
     colour = np.array(matplotlib.colormaps[maps.PROB_CMAP](P / 254)[:3]) * 255
     opacity = next(o["opacity"] for o in maps.scene_view(base, pred).overlays if o["id"] == "probability")
     left_cols, right_cols = panes(img)
@@ -139,7 +140,7 @@ def test_error_overlay_in_kit_colours(tmp_path):
     need_browser()
     base, pred = write_scene(tmp_path / "raw")
     page = maps.scene_map(base, pred, tmp_path / "map.html", show=["errors"])
-    img = load_rgb(maps.browser_screenshot(page, tmp_path / "shot.png", size=(1400, 800)))
+    img = load_rgb(browser.browser_screenshot(page, tmp_path / "shot.png", size=(1400, 800)))
     a = next(o["opacity"] for o in maps.scene_view(base, pred).overlays if o["id"] == "errors")
     left = panes(img)[0]
     colours = {k: blend(c, a, OPT) for k, (_, c) in ERROR_LEGEND.items()}
@@ -158,14 +159,14 @@ def test_page_fetches_nothing_and_renders_offline(tmp_path):
     need_browser()
     base, pred = write_scene(tmp_path / "raw")
     page = maps.scene_map(base, pred, tmp_path / "map.html")
-    status = maps.page_status(maps.browser_dom(page, net_log=tmp_path / "net.json"))
+    status = browser.page_status(browser.browser_dom(page, net_log=tmp_path / "net.json"))
     assert status["maps"] == {"left": "idle", "right": "idle"} and status["errors"] == [], status
     assert status["resources"] == [], status["resources"]          # no script, style, image or tile requested
     page_hosts = {h for h in _net_hosts(tmp_path / "net.json") if not h.endswith(CHROMIUM_HOSTS)}
     assert page_hosts == set(), page_hosts
     # control: with the basemap switched on the same checks do see the tile requests
     on = maps.scene_map(base, pred, tmp_path / "basemap.html", basemap=True)
-    status = maps.page_status(maps.browser_dom(on, net_log=tmp_path / "net_on.json"))
+    status = browser.page_status(browser.browser_dom(on, net_log=tmp_path / "net_on.json"))
     assert "tile.openstreetmap.org" in _net_hosts(tmp_path / "net_on.json")
     assert any("tile.openstreetmap.org" in e for e in status["errors"])
 
