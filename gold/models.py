@@ -24,8 +24,8 @@ from .core import GoldError, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'VARIANTS', 'PAPERS', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention', 'ChangeHead', 'GoldNet',
-           'load_imagenet', 'build_model', 'model_flops', 'model_summary', 'cost_table', 'cost_markdown']
+__all__ = ['log', 'VARIANTS', 'PAPERS', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention', 'ChangeHead', 'Refiner',
+           'GoldNet', 'load_imagenet', 'build_model', 'model_flops', 'model_summary', 'cost_table', 'cost_markdown']
 
 # %% ../nbs/05_models.ipynb #917ed7a1
 class ResNetEncoder(nn.Module):
@@ -60,8 +60,20 @@ class ResNetEncoder(nn.Module):
             inplanes = width
         self.in_channels, self.out_channels = in_channels, list(widths)
 
+    @property
+    def stem_channels(self) -> int:
+        "Channels of the stem's output (at 1/2 resolution)."
+        return 2 * self.out_channels[0] if self.deep_stem else self.out_channels[0]
+
+    def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
+        "The stem alone: features at 1/2 resolution, before the max-pool."
+        return self.stem(x) if self.deep_stem else self.relu(self.bn1(self.conv1(x)))
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x) if self.deep_stem else self.relu(self.bn1(self.conv1(x)))
+        return self.stages(self.stem_forward(x))
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        "The four stages on a stem output (max-pool first)."
         x = self.maxpool(x)
         feats = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
@@ -143,6 +155,35 @@ class ChangeHead(nn.Module):
             nn.init.normal_(conv.weight, std=std)
             nn.init.zeros_(conv.bias)
 
+# %% ../nbs/05_models.ipynb #3828b967
+class Refiner(nn.Module):
+    "A correction of the upsampled student logits from both stems (1/2) and the inputs (1/1)."
+
+    def __init__(self,
+                 stem_channels: int,  # channels of each encoder's stem output
+                 in_bands: int,  # optical + SAR input bands
+                 width: int = 16,  # hidden width at 1/2 and 1/1 resolution
+                 num_classes: int = 2,  # output classes
+                 ):
+        super().__init__()
+        self.at_half = nn.Sequential(*conv_bn_relu(2 * stem_channels + num_classes, width, 3))
+        self.at_full = nn.Sequential(*conv_bn_relu(width + in_bands, width, 3), nn.Conv2d(width, num_classes, 1))
+
+    def init_outputs(self):
+        "Zero the last conv: the refiner starts as the identity on the upsampled logits."
+        nn.init.zeros_(self.at_full[-1].weight)
+        nn.init.zeros_(self.at_full[-1].bias)
+
+    def forward(self,
+                logits: torch.Tensor,  # [B, classes, H/4, W/4] the head's logits
+                stem_a: torch.Tensor,  # [B, stem_channels, H/2, W/2] optical t1 stem features
+                stem_b: torch.Tensor,  # [B, stem_channels, H/2, W/2] SAR t2 stem features
+                inputs: torch.Tensor,  # [B, in_bands, H, W] the normalised optical t1 and SAR t2
+                ) -> torch.Tensor:
+        up = lambda t, like: F.interpolate(t, size=like.shape[-2:], mode="bilinear", align_corners=False)
+        h = self.at_half(torch.cat([up(logits, stem_a), stem_a, stem_b], 1))
+        return up(logits, inputs) + self.at_full(torch.cat([up(h, inputs), inputs.to(h.dtype)], 1))
+
 # %% ../nbs/05_models.ipynb #6b60659d
 class GoldNet(nn.Module):
     "GOLD student (optical t1 + SAR t2) and optional teacher (optical t1 + optical t2)."
@@ -160,6 +201,7 @@ class GoldNet(nn.Module):
                  dropout: float = 0.1,  # Dropout2d before each classifier
                  variant: str = "custom",  # name recorded in `config`
                  shared_teacher: bool = True,  # teacher reuses the optical encoder, neck and BCA (the method); False: its own (a diagnostic)
+                 refine: int = 0,  # width of the student's full-resolution refiner (`Refiner`); 0: none (the method)
                  ):
         super().__init__()
         head_width = head_width or neck_width
@@ -168,6 +210,8 @@ class GoldNet(nn.Module):
                            neck_width=neck_width, bca_reduction=bca_reduction, head_width=head_width,
                            enhanced_width=enhanced_width, deep_stem=deep_stem, teacher=teacher, dropout=dropout,
                            shared_teacher=shared_teacher)
+        if refine:                                  # recorded only when used: configs of the method stay as they were
+            self.config["refine"] = refine
         self.encoder_opt = ResNetEncoder(opt_bands, widths, deep_stem=deep_stem)
         self.encoder_sar = ResNetEncoder(sar_bands, widths, deep_stem=deep_stem)
         self.neck_opt = Neck(widths, neck_width)
@@ -179,8 +223,9 @@ class GoldNet(nn.Module):
             self.teacher_encoder = ResNetEncoder(opt_bands, widths, deep_stem=deep_stem)
             self.teacher_neck = Neck(widths, neck_width)
             self.teacher_bca = BidirectionalChannelAttention(neck_width, bca_reduction)
+        self.refiner = (Refiner(self.encoder_opt.stem_channels, opt_bands + sar_bands, refine) if refine else None)
         init_he_normal(self)
-        for head in (self.student_head, self.teacher_head):
+        for head in (self.student_head, self.teacher_head, self.refiner):
             if head is not None:
                 head.init_outputs()
 
@@ -206,12 +251,20 @@ def optical_pair(self: GoldNet,
                  opt_t2: torch.Tensor,  # optical t2 [B, opt_bands, H, W]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     "f_a and f_c from one pass of the teacher's optical encoder and neck (the shared ones by default) over A and C."
+    return self._optical_features(opt_t1, opt_t2)[:2]
+
+
+@patch
+def _optical_features(self: GoldNet, opt_t1: torch.Tensor, opt_t2: torch.Tensor,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "`optical_pair` and A's stem features from the same pass."
     if opt_t2.shape != opt_t1.shape:
         raise GoldError(f"opt_t2 is {tuple(opt_t2.shape)} but opt_t1 is {tuple(opt_t1.shape)}", path="opt_t2")
     encoder, neck = ((self.encoder_opt, self.neck_opt) if self.config["shared_teacher"]
                      else (self.teacher_encoder, self.teacher_neck))
-    f = neck(encoder(torch.cat([opt_t1, opt_t2])))
-    return f[: len(opt_t1)], f[len(opt_t1):]
+    stem = encoder.stem_forward(torch.cat([opt_t1, opt_t2]))
+    f = neck(encoder.stages(stem))
+    return f[: len(opt_t1)], f[len(opt_t1):], stem[: len(opt_t1)]
 
 
 @patch
@@ -235,14 +288,17 @@ def forward(self: GoldNet,
     shared = self.config["shared_teacher"]
     if run_teacher:
         check_input_bands(opt_t2, self.config["opt_bands"], "opt_t2")
-        f_at, f_c = self.optical_pair(opt_t1, opt_t2)
+        f_at, f_c, stem_at = self._optical_features(opt_t1, opt_t2)
     if run_teacher and shared:
-        f_a = f_at
+        f_a, stem_a = f_at, stem_at
     else:
-        f_a = self.neck_opt(self.encoder_opt(opt_t1))
-    f_b = self.neck_sar(self.encoder_sar(sar_t2))
+        stem_a = self.encoder_opt.stem_forward(opt_t1)
+        f_a = self.neck_opt(self.encoder_opt.stages(stem_a))
+    stem_b = self.encoder_sar.stem_forward(sar_t2)
+    f_b = self.neck_sar(self.encoder_sar.stages(stem_b))
     logits, enhanced, d_s = self.student_head(*self.bca(f_a, f_b))
-    logits = self._upsample(logits, opt_t1)
+    logits = (self._upsample(logits, opt_t1) if self.refiner is None
+              else self.refiner(logits, stem_a, stem_b, torch.cat([opt_t1, sar_t2], 1)))
     if not self.training:
         return GoldOutput(logits)
     out = GoldOutput(logits, student_enhanced=enhanced, f_a=f_a, f_b=f_b, d_s=d_s)

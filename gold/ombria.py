@@ -21,7 +21,8 @@ from .io import read_pixel_grid, write_geotiff
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_ombria_tile', 'ombria_split', 'import_ombria']
+__all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_ombria_tile', 'ombria_split', 'import_ombria',
+           'ombria_raw_scenes']
 
 # %% ../nbs/03a_ombria.ipynb #2276ab14
 OMBRIA_ROLES = {  # role -> (sensor folder, sub-folder, file prefix)
@@ -172,3 +173,31 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
     log.info("OMBRIA: %s tiles into %s (changed %s); pixel grids, SAR tagged amplitude_dn",
              info["tiles"], out, {k: f"{100 * v:.1f} %" for k, v in info["changed_fraction"].items()})
     return df
+
+# %% ../nbs/03a_ombria.ipynb #546f5584
+def ombria_raw_scenes(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, OmbriaS2/)
+                      out: str | os.PathLike,  # raw scene folder to write
+                      split: str = "test",  # the published split whose tiles to write
+                      limit: int | None = None,  # only the first `limit` tiles
+                      overwrite: bool = False,  # replace existing raw files
+                      ) -> list[str]:
+    "Write each tile of a published OMBRIA split as a raw pixel-grid scene (A, B, D, E); return the scene names."
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise GoldError("OMBRIA folder not found", path=src)
+    numbers = ombria_tiles(src, split)[:limit]
+    names = [f"ombria_{n}" for n in numbers]
+    existing = [p for n in names for r in "ABDE" if (p := out / f"{n}_{r}.tif").exists()]
+    if existing and not overwrite:
+        raise GoldError("output exists; pass --overwrite to replace it", path=existing[0])
+    ident, bands = Affine.identity(), ["swir1_b11", "nir_b8", "green_b3"]
+    for number, name in progress(list(zip(numbers, names)), desc="OMBRIA scenes", unit="tile"):
+        arrays = read_ombria_tile(src, split, number)
+        tags = {"source": f"{src.name} {split} {number}", "note": "OMBRIA tile; no CRS: a pixel grid (identity transform)"}
+        write_geotiff(out / f"{name}_A.tif", arrays["A"], None, ident, tags=tags, band_names=bands)
+        write_geotiff(out / f"{name}_B.tif", arrays["B"], None, ident,
+                      tags={**tags, "units": "amplitude_dn", "modality": "sar"}, band_names=["vv"])
+        write_geotiff(out / f"{name}_D.tif", arrays["C"], None, ident, tags=tags, band_names=bands)
+        write_geotiff(out / f"{name}_E.tif", np.where(arrays["label"] > 0, 255, 0).astype(np.uint8), None, ident,
+                      tags={**tags, "values": "0=no change, 255=change"}, band_names=["change"])
+    return names

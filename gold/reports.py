@@ -19,16 +19,17 @@ from .demo import SCORE_COLUMNS, markdown_table
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'STUDENT_INPUT', 'TEACHER_INPUT', 'FIGURE_KINDS', 'collect_runs',
-           'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories', 'plot_tradeoff', 'build_report',
-           'write_index']
+__all__ = ['log', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'PERCENT_EXTRAS', 'STUDENT_INPUT', 'TEACHER_INPUT', 'FIGURE_KINDS',
+           'collect_runs', 'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories', 'plot_tradeoff',
+           'build_report', 'write_index']
 
 # %% ../nbs/12b_reports.ipynb #8dfe06f4
 SCORES = SCORE_COLUMNS  # change-class scores of the tables, in order (those of the demo's table)
-EXTRA_COLUMNS = ("student_params_m", "student_gflops", "train_samples_per_s", "mpixel_per_s", "epoch_seconds",
+EXTRA_COLUMNS = ("tta_f1", "student_params_m", "student_gflops", "train_samples_per_s", "mpixel_per_s", "epoch_seconds",
                  "train_seconds", "seconds")  # other recorded metrics a report averages over seeds, when the runs have them
-HEADERS = {"student_params_m": "params (M)", "student_gflops": "GFLOPs @512", "train_samples_per_s": "train samples/s",
+HEADERS = {"tta_f1": "f1 --tta", "student_params_m": "params (M)", "student_gflops": "GFLOPs @512", "train_samples_per_s": "train samples/s",
            "mpixel_per_s": "infer Mpixel/s", "epoch_seconds": "s/epoch", "train_seconds": "train s", "seconds": "s"}  # table headers of those
+PERCENT_EXTRAS = ("tta_f1",)  # extra metrics recorded as fractions and shown in percent, like the scores
 STUDENT_INPUT, TEACHER_INPUT = "optical t1 + SAR t2", "optical t1 + optical t2"
 
 
@@ -120,7 +121,7 @@ def _stats(g: pd.DataFrame, prefix: str, scores, extra, **head) -> dict:
         col = f"{prefix}{name}" if name in scores else name
         if col not in g:
             continue
-        v = pd.to_numeric(g[col], errors="coerce").dropna() * (100 if name in scores else 1)
+        v = pd.to_numeric(g[col], errors="coerce").dropna() * (100 if name in scores or name in PERCENT_EXTRAS else 1)
         out[f"{name}_mean"] = float(v.mean()) if len(v) else np.nan
         out[f"{name}_std"] = float(v.std(ddof=1)) if len(v) > 1 else np.nan
     return out

@@ -63,6 +63,7 @@ class ModelConfig(Config):
     pretrained: str | None = None  # ImageNet weights: None, "torchvision" (cache) or a file path
     deep_stem: bool = True  # the reference's three-conv stem
     shared_teacher: bool = True  # the teacher reuses the student's optical encoder, neck and BCA (the method); False: its own (a diagnostic)
+    refine: int = 0  # width of the GOLD student's full-resolution refiner (gold.models.Refiner); 0: none (the method)
 
 
 @dataclasses.dataclass
@@ -230,7 +231,8 @@ def build_run_model(cfg: TrainConfig,  # the run's config
     pretrained = {"torchvision": True, None: False}.get(cfg.model.pretrained, cfg.model.pretrained)
     model = build_model(cfg.model.variant, opt_bands=opt_bands, sar_bands=sar_bands, teacher=teacher,
                         deep_stem=cfg.model.deep_stem, pretrained=pretrained,
-                        **({} if cfg.model.shared_teacher else {"shared_teacher": False}))
+                        **({} if cfg.model.shared_teacher else {"shared_teacher": False}),
+                        **({"refine": cfg.model.refine} if cfg.model.refine else {}))
     width = model.config.get("enhanced_width") if teacher else None  # for the hint adapter (`feat_adapter`)
     loss_fn = GoldLoss(loss_cfg, change_frac, feat_channels=width)
     if rank() == 0:
@@ -715,10 +717,11 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
                  threshold: float | None = None,  # decision threshold; default the run's
                  device: str = "auto",  # where to run
                  batch_size: int = 8,  # tiles per batch
+                 tta: bool = False,  # average the 8 flips and quarter turns (threshold: the run's `threshold_tta`)
                  ) -> dict:
-    "Scores of a run's student on a split; saved as `<split>_scores.json` in the run folder."
+    "Scores of a run's student on a split; saved as `<split>_scores.json` (`<split>_scores_tta.json`) in the run folder."
     from gold.data import NormStats, TileDataset
-    from gold.metrics import ConfusionMatrix, colorize_errors, error_map, predict
+    from gold.metrics import ConfusionMatrix, colorize_errors, error_map, student_probability
     run = Path(run)
     cfg = absolute_data_paths(TrainConfig.load(run / "config.yaml"), base=run)
     root = Path(data or cfg.data.root)
@@ -730,18 +733,20 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     probe = TileDataset(root, split, stats=False)            # band layout of the data, before any model
     model, meta = load_student(run / "student.pt", dev, probe.opt_bands, probe.sar_bands)
     ds = TileDataset(root, split, stats=NormStats.from_dict(meta["stats"], source=str(run / "student.pt")))
-    threshold = meta.get("threshold", 0.5) if threshold is None else threshold
+    stored = meta.get("threshold_tta", meta.get("threshold", 0.5)) if tta else meta.get("threshold", 0.5)
+    threshold = stored if threshold is None else threshold
     cm = ConfusionMatrix(dev)
     maps = run / "maps" / split
     for batch in progress(_eval_loader(ds, batch_size), desc=f"evaluate {split}", unit="batch"):
         with torch.no_grad():
-            logits = model(batch["opt_t1"].to(dev), batch["sar_t2"].to(dev)).logits
-        pred = predict(logits, threshold)
+            prob = student_probability(model, batch["opt_t1"].to(dev), batch["sar_t2"].to(dev), tta=tta)
+        pred = (prob > threshold).long()
         cm.update(pred, batch["mask"].to(dev))
         if save_maps:
             _save_maps(maps, batch["name"], pred.cpu().numpy(), batch["mask"].numpy(), error_map, colorize_errors)
-    scores = {"split": split, "data": relative_to_run(root, run), "threshold": threshold, "student": cm.scores()}
-    atomic_write_text(run / f"{split}_scores.json", json.dumps(scores, indent=2) + "\n")
+    scores = {"split": split, "data": relative_to_run(root, run), "threshold": threshold, "tta": tta,
+              "student": cm.scores()}
+    atomic_write_text(run / f"{split}_scores{'_tta' if tta else ''}.json", json.dumps(scores, indent=2) + "\n")
     return scores
 
 
@@ -797,13 +802,15 @@ def add_evaluate_args(parser: argparse.ArgumentParser,  # the `gold evaluate` pa
     parser.add_argument("--threshold", type=float, default=None, help="threshold on p(change) (default: run's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
+    parser.add_argument("--tta", action="store_true",
+                        help="average the 8 flips and quarter turns (threshold: the one training chose for --tta)")
 
 
 def run_evaluate(args: argparse.Namespace,  # parsed `gold evaluate` arguments
                  ) -> dict:
     "Run `gold evaluate`."
     scores = evaluate_run(args.run, args.split, args.data, args.save_maps, args.threshold, args.device,
-                          args.batch_size)
+                          args.batch_size, args.tta)
     s = scores["student"]
     print(f"{args.split}: F1 {s['f1']:.4f}  IoU {s['iou']:.4f}  precision {s['precision']:.4f}  "
           f"recall {s['recall']:.4f}  OA {s['oa']:.4f}  kappa {s['kappa']:.4f}")

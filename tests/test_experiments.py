@@ -155,6 +155,28 @@ def test_committed_grids_expand_to_valid_runs(run_gold, grid):
     listed = [l for l in proc.stdout.splitlines() if l.strip()]
     expected = sum(len(r["seeds"] if "seeds" in r else spec.get("seeds") or [0]) for r in spec["runs"])
     assert len(listed) == expected, listed                     # an entry may run its own (fewer) seeds
+    classic = ("classic",) if spec["template"] == "block_eval" else ()   # the pixel classifier: block_eval only
     for run in spec["runs"]:
         variant = {**(spec.get("params") or {}), **run}.get("VARIANT", "lightweight")
-        assert variant in (*VARIANTS, *BASELINES), (grid.name, variant)
+        assert variant in (*VARIANTS, *BASELINES, *classic), (grid.name, variant)
+
+
+def test_block_protocol_smoke_classic_and_network(run_gold, tmp_path):
+    """`block_eval` (the `real_scenes` grid's template): the classic classifier and a refined GOLD student scored on
+    the same test blocks, each pixel once, the network also under --tta, both rows in one report."""
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    for variant in ("classic", "lightweight"):
+        run_gold("run", "block_eval", "-p", "SMOKE", "True", "-p", "VARIANT", variant, "-p", "REFINE", "16",
+                 "-p", "DATA_CACHE", tmp_path / "cache", "--templates", TEMPLATES, "--out", runs)
+    found = {json.loads((p / "params.json").read_text())["params"]["VARIANT"]:
+             json.loads((p / "metrics.json").read_text())["metrics"] for p in (runs / "block_eval").iterdir() if p.is_dir()}
+    classic, net = found["classic"], found["lightweight"]
+    assert classic["test_pixels"] == net["test_pixels"] > 0              # the same held-out pixels for both
+    assert all(0 <= m["student_f1"] <= 1 and 0 < m["threshold"] < 1 for m in (classic, net))
+    assert "tta_f1" in net and "tta_f1" not in classic
+    cfg = next((runs / "block_eval").glob("*/train/config.yaml"))        # the classic run trains no network
+    assert "refine: 16" in cfg.read_text()                               # the refiner was trained
+    run_gold("report", "block_eval", "--runs", runs, "--reports", reports)
+    table = pd.read_csv(reports / "block_eval.csv")
+    assert len(table) == 2 and table["tta_f1_mean"].notna().sum() == 1
+    assert "f1 --tta" in (reports / "block_eval.md").read_text()
