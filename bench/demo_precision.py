@@ -10,9 +10,10 @@ when |difference| <= that spread.
 
 `--revs` instead times the whole demo (seed 0, the config as committed at that revision) at each git revision,
 back to back, each from a temporary clone run with this interpreter: the before/after figure of the issue.
+`.` stands for this checkout as it is, run in place (it rewrites reports/demo and data/demo, as `make demo` does).
 
 Usage: python bench/demo_precision.py [--seeds 0 1 2] [--precisions fp32 bf16] [--json OUT]
-       python bench/demo_precision.py --revs 157f298 HEAD
+       python bench/demo_precision.py --revs 157f298 HEAD   (or: --revs 157f298 .)
 """
 from __future__ import annotations
 
@@ -98,24 +99,35 @@ def guard_table(runs: list[dict],  # one dict per (seed, precision)
     return "\n".join(lines)
 
 
-def time_revisions(revs: list[str]) -> None:
-    "Time `gold demo` (seed 0) at each git revision, back to back, each from its own temporary clone."
+def time_demo(kit: Path,  # a checkout of the kit to run the demo in (its reports/demo and data/demo are written)
+              label: str,  # what to call it in the printed line
+              ) -> None:
+    "Time `gold demo` (seed 0, the config as committed there) in `kit` with this interpreter; print one line."
+    sha = subprocess.run(["git", "-C", str(kit), "rev-parse", "--short", "HEAD"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    env = {**os.environ, "PYTHONPATH": str(kit)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "gold.cli", "demo", "--out", str(kit / "reports" / "demo")],
+                   check=True, cwd=kit, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    summary = json.loads((kit / "reports" / "demo" / "summary.json").read_text())
+    print(f"rev {label} ({sha}): gold demo {wall:.1f} s wall (summary total_seconds "
+          f"{summary['total_seconds']}, train GOLD {summary['train_seconds']['GOLD']} s, "
+          f"baseline {summary['train_seconds']['baseline']} s)", flush=True)
+
+
+def time_revisions(revs: list[str],  # git revisions, or "." for this checkout as it is (run in place)
+                   ) -> None:
+    "Time `gold demo` at each revision, back to back, each from its own temporary clone ('.' in place)."
     for rev in revs:
+        if rev == ".":
+            time_demo(ROOT, "working tree")
+            continue
         with tempfile.TemporaryDirectory(prefix="gold-demo-rev-") as tmp:
             clone = Path(tmp) / "kit"
             subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
             subprocess.run(["git", "-C", str(clone), "checkout", "-q", rev], check=True)
-            sha = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], check=True,
-                                 capture_output=True, text=True).stdout.strip()
-            env = {**os.environ, "PYTHONPATH": str(clone)}
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "gold.cli", "demo", "--out", str(clone / "reports" / "demo")],
-                           check=True, cwd=clone, env=env, stdout=subprocess.DEVNULL)
-            wall = time.perf_counter() - t0
-            summary = json.loads((clone / "reports" / "demo" / "summary.json").read_text())
-            print(f"rev {rev} ({sha}): gold demo {wall:.1f} s wall (summary total_seconds "
-                  f"{summary['total_seconds']}, train GOLD {summary['train_seconds']['GOLD']} s, "
-                  f"baseline {summary['train_seconds']['baseline']} s)", flush=True)
+            time_demo(clone, rev)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'parse_value', 'Config', 'seed_everything', 'get_device',
            'git_commit', 'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json',
-           'percentile_limits', 'percentile_stretch']
+           'percentile_limits', 'percentile_stretch', 'near_path']
 
 # %% ../nbs/00_core.ipynb #58d81a18
 class GoldError(Exception):
@@ -316,3 +316,12 @@ def percentile_stretch(x: np.ndarray,  # one band, any shape; NaN is ignored
         return np.zeros(x.shape, np.float32)
     lo, hi = limits
     return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0, 1)
+
+# %% ../nbs/00_core.ipynb #7aa1c6f1
+def near_path(path: str | os.PathLike,  # any path
+              start: str | os.PathLike | None = None,  # the folder to be near; default the working directory
+              ) -> str:
+    "`path` relative to `start` when it lies inside it, else absolute: no home paths in logs and executed notebooks."
+    p, s = Path(path).resolve(), Path(start or Path.cwd()).resolve()
+    return os.path.relpath(p, s) if p.is_relative_to(s) else str(p)
+

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import pandas as pd
 import yaml
 
-from .core import GoldError, parse_value, atomic_write_text, get_logger, read_json
+from .core import GoldError, parse_value, atomic_write_text, get_logger, near_path, read_json
 from .demo import markdown_table
 
 # re-exported: these names stay importable from gold.experiments
@@ -322,11 +322,7 @@ def execute_run(template: str | os.PathLike,  # the template notebook
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     cwd = Path(cwd or Path.cwd()).resolve()
-
-    def near(p: Path, start: Path) -> str:  # relative when inside `start`: no home paths in executed notebooks
-        p = p.resolve()
-        return os.path.relpath(p, start) if p.is_relative_to(start) else str(p)
-    out = near(folder, cwd)                  # for the kernel, which runs in cwd
+    out = near_path(folder, cwd)                  # for the kernel, which runs in cwd: no home paths
     _write_json(folder / "params.json", {"experiment": experiment, "template": template.stem,
                                          "run_id": folder.name, "params": params})
     started, t0 = _now(), time.perf_counter()
@@ -334,7 +330,8 @@ def execute_run(template: str | os.PathLike,  # the template notebook
     status = {"status": "completed", "started": started}
     try:
         here = Path.cwd().resolve()          # papermill opens the notebooks from this process's folder
-        pm.execute_notebook(near(template, here), near(folder / template.name, here), parameters={**params, "OUT": out},
+        pm.execute_notebook(near_path(template, here), near_path(folder / template.name, here),
+                            parameters={**params, "OUT": out},
                             kernel_name=kernel, language="python", cwd=str(cwd), progress_bar=False,
                             log_output=False, execution_timeout=timeout, extra_arguments=_kernel_arguments(kernel))
         if not (folder / "metrics.json").is_file():

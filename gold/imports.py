@@ -14,7 +14,7 @@ import numpy as np
 from rasterio.transform import Affine
 
 from .core import GoldError, get_logger, progress
-from .io import read_pixel_grid, write_geotiff
+from .io import read_pixel_grid, refuse_existing_scenes, write_geotiff
 
 log = get_logger(__name__)
 
@@ -101,9 +101,7 @@ def import_real_scenes(real_dir: str | os.PathLike,  # the folder of real scenes
     missing = [n for n in names if not (real_dir / n).is_dir()]
     if missing or not names:
         raise GoldError(f"scene folder(s) {', '.join(missing) or ', '.join(REAL_SCENES)} not found", path=real_dir)
-    existing = [p for n in names for s in "ABDE" if (p := out / f"{n}_{s}.tif").exists()]
-    if existing and not overwrite:
-        raise GoldError("output exists; pass --overwrite to replace it", path=existing[0])
+    refuse_existing_scenes(out, names, overwrite)
     for name in progress(names, desc="import", unit="scene"):
         data = REAL_SCENES[name](real_dir / name)
         tags = {"source": f"{real_dir.name}/{name}: {data['sources']}", "note": data["note"]}

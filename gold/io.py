@@ -28,8 +28,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'RAW_SUFFIXES', 'SPLIT_CODES', 'LABEL_EXTS', 'LABEL_SETS', 'LABEL_OUTSIDE', 'PROB_SCALE', 'Grid', 'open_raster',
-           'read_window', 'read_raster', 'write_geotiff', 'Scene', 'find_scenes', 'SceneInfo', 'check_label_values',
-           'check_split_values', 'check_scene', 'open_aligned', 'read_aligned', 'read_pixel_grid', 'crs_member']
+           'read_window', 'read_raster', 'write_geotiff', 'Scene', 'find_scenes', 'refuse_existing_scenes', 'SceneInfo',
+           'check_label_values', 'check_split_values', 'check_scene', 'open_aligned', 'read_aligned', 'read_pixel_grid',
+           'crs_member']
 
 # %% ../nbs/01_io.ipynb #30ff9bfa
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +196,18 @@ def find_scenes(folder: str | os.PathLike,  # a folder of raw scenes
     if not bases:
         raise GoldError("no scenes found (expected {base}_A.tif and {base}_B.tif files)", path=folder)
     return [Scene.from_base(folder / b) for b in sorted(bases)]
+
+# %% ../nbs/01_io.ipynb #4e6f5ba8
+def refuse_existing_scenes(out: Path,  # raw scene folder about to be written
+                           names: Sequence[str],  # scene base names about to be written
+                           overwrite: bool = False,  # replacing is allowed
+                           roles: str = "ABDE",  # the raster suffixes written per scene
+                           ) -> None:
+    "Stop with a one-line error naming the first raw file that exists, unless `overwrite`."
+    existing = [p for n in names for r in roles if (p := Path(out) / f"{n}_{r}.tif").exists()]
+    if existing and not overwrite:
+        raise GoldError("output exists; pass --overwrite to replace it", path=existing[0])
+
 
 # %% ../nbs/01_io.ipynb #ea8b506a
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import Config, GoldError, get_logger, progress
+from .core import Config, GoldError, get_logger, near_path, progress
 
 log = get_logger(__name__)
 
@@ -245,13 +245,13 @@ def load_or_compute_stats(train: "_PairDataset",  # a dataset over the train spl
     if path.is_file():
         stats = NormStats.load(path)
         if stats.fingerprint == fingerprint:
-            log.info("normalisation statistics from %s", path)
+            log.info("normalisation statistics from %s", near_path(path))
             return stats
         log.warning("%s was computed from other data or options; recomputing", path)
     stats = compute_norm_stats(train, optical, fingerprint)
     try:
         stats.save(path)
-        log.info("normalisation statistics of %d train tiles saved to %s", stats.n_tiles, path)
+        log.info("normalisation statistics of %d train tiles saved to %s", stats.n_tiles, near_path(path))
     except OSError as err:
         log.warning("cannot save %s (%s); statistics kept in memory", path, err)
     return stats

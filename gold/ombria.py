@@ -16,7 +16,7 @@ import pandas as pd
 from rasterio import Affine
 
 from .core import GoldError, get_logger, progress
-from .io import read_pixel_grid, write_geotiff
+from .io import read_pixel_grid, refuse_existing_scenes, write_geotiff
 
 log = get_logger(__name__)
 
@@ -187,9 +187,7 @@ def ombria_raw_scenes(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, O
         raise GoldError("OMBRIA folder not found", path=src)
     numbers = ombria_tiles(src, split)[:limit]
     names = [f"ombria_{n}" for n in numbers]
-    existing = [p for n in names for r in "ABDE" if (p := out / f"{n}_{r}.tif").exists()]
-    if existing and not overwrite:
-        raise GoldError("output exists; pass --overwrite to replace it", path=existing[0])
+    refuse_existing_scenes(out, names, overwrite)
     ident, bands = Affine.identity(), ["swir1_b11", "nir_b8", "green_b3"]
     for number, name in progress(list(zip(numbers, names)), desc="OMBRIA scenes", unit="tile"):
         arrays = read_ombria_tile(src, split, number)
