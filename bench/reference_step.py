@@ -645,6 +645,9 @@ def profile(args) -> None:
         names, namespace = KIT_LOSS_FUNCTIONS, gold.losses
         loss_modules = {"loss.weights": bench.loss_fn.weights}
         methods = [(bench.loss_fn.weights, {"regulariser": "loss.regulariser"})]
+        # the kit's network calls its encoders through `stem_forward` and `stages`, which module hooks do not see
+        methods += [(getattr(bench.model, n), {"stem_forward": f"fwd.{n}", "stages": f"fwd.{n}"})
+                    for n in ("encoder_opt", "encoder_sar")]
     else:
         names, namespace = REF_LOSS_FUNCTIONS, sys.modules[__name__]
         loss_modules = {}
