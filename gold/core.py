@@ -317,7 +317,7 @@ def percentile_stretch(x: np.ndarray,  # one band, any shape; NaN is ignored
     lo, hi = limits
     return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0, 1)
 
-# %% ../nbs/00_core.ipynb #7aa1c6f1
+# %% ../nbs/00_core.ipynb #1c8841da
 def near_path(path: str | os.PathLike,  # any path
               start: str | os.PathLike | None = None,  # the folder to be near; default the working directory
               ) -> str:
