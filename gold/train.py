@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import datetime
 import io
 import json
 import math
@@ -34,13 +35,13 @@ _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "s
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready', 'rank', 'world_size',
-           'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets', 'change_fraction', 'build_run_model',
-           'build_optimizer', 'fixed_threshold', 'evaluate', 'choose_thresholds', 'weights_checksum', 'rank_checksums',
-           'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths', 'relative_to_run',
-           'portable_data_paths', 'train', 'evaluate_run', 'add_train_args', 'run_train', 'add_evaluate_args',
-           'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
+__all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready',
+           'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets',
+           'change_fraction', 'build_run_model', 'build_optimizer', 'fixed_threshold', 'evaluate', 'choose_thresholds',
+           'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths',
+           'relative_to_run', 'portable_data_paths', 'train', 'evaluate_run', 'add_train_args', 'run_train',
+           'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -126,6 +127,21 @@ def world_size() -> int:
     return torch.distributed.get_world_size() if dist_ready() else 1
 
 
+DIST_TIMEOUT_ENV = "GOLD_DIST_TIMEOUT"
+
+
+def dist_timeout() -> float:
+    "Seconds a collective may wait for the other ranks before it fails (`GOLD_DIST_TIMEOUT`, default 1800)."
+    text = os.environ.get(DIST_TIMEOUT_ENV, "1800")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise GoldError(f"must be a positive number of seconds, got {text!r}", path=DIST_TIMEOUT_ENV)
+    return seconds
+
+
 def init_distributed(device: str = "auto",  # the device preference of the run
                      ) -> torch.device:
     "Join the torchrun process group when there is one; return this process's device."
@@ -133,7 +149,8 @@ def init_distributed(device: str = "auto",  # the device preference of the run
         use_cuda = torch.cuda.is_available() and device != "cpu"
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo",
+                                             timeout=datetime.timedelta(seconds=dist_timeout()))
     dev = get_device(device)
     if dev.type == "cuda" and dist_ready():
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

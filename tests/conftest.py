@@ -1,6 +1,8 @@
 """Shared fixtures of the integration tests."""
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +17,33 @@ def gold_exe() -> str:
     """The `gold` console script of the environment running the tests."""
     exe = Path(sys.executable).parent / "gold"
     return str(exe) if exe.exists() else shutil.which("gold")
+
+
+def run_torchrun(args: list, cwd: Path, timeout: float = 300, dist_timeout: int = 120,
+                 ) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 -m gold.cli ARGS` on one thread per rank.
+
+    A collective that waits longer than `dist_timeout` seconds fails inside gold (GOLD_DIST_TIMEOUT); a run still
+    going after `timeout` seconds gets SIGABRT, so that every process prints its Python stack (faulthandler), and
+    the test fails with those stacks instead of a bare timeout.
+    """
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "gold.cli",
+           *map(str, args)]
+    env = {**os.environ, "GOLD_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1",
+           "GOLD_DIST_TIMEOUT": str(dist_timeout)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                            start_new_session=True)         # its own process group: the workers are killed with it
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"torchrun still running after {timeout} s; its stderr ends:\n{err[-8000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture

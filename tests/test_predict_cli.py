@@ -1,8 +1,5 @@
 """`gold predict` across process boundaries: the scene-prediction contract, bad input, polygons, torchrun."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,8 @@ from gold.io import Grid, read_raster, write_geotiff
 from gold.models import build_model
 from gold.synth import SynthConfig, write_scene
 from gold.train import save_checkpoint, student_checkpoint
+
+from conftest import run_torchrun
 
 CONTRACT = ["change_mask.tif", "change_polygons.geojson", "probability.tif", "summary.json"]
 LABELLED = sorted(CONTRACT + ["errors.tif", "metrics.json"])
@@ -220,11 +219,7 @@ def test_blended_windows_leave_no_seams(scene, run_gold, tmp_path):
 def test_torchrun_two_ranks_equal_one_process(scene, run_gold, tmp_path):
     common = ["--label", scene["label"], "--batch", 1]   # one thread, one window per pass: same kernels both ways
     run_gold(*_args(scene, tmp_path / "single", *common))
-    torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "gold.cli",
-           *map(str, _args(scene, tmp_path / "ddp", *common))]
-    env = {**os.environ, "GOLD_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    proc = run_torchrun(_args(scene, tmp_path / "ddp", *common), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count('"world_size": 2') == 1                 # only rank 0 printed the summary
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == LABELLED   # no per-rank leftovers

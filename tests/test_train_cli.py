@@ -1,14 +1,11 @@
 """`gold train` / `gold evaluate` across process boundaries: smoke config, torchrun DDP, bad input."""
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, gold_exe
+from conftest import ROOT, gold_exe, run_torchrun
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
@@ -76,12 +73,8 @@ def test_checkpoint_with_another_band_layout_is_refused(smoke_run, run_gold, tmp
 
 
 def test_torchrun_two_processes_agree_and_write_one_run(tmp_path):
-    torchrun = Path(sys.executable).parent / "torchrun"
-    env = {**os.environ, "GOLD_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "gold.cli", "train",
-           "--config", str(SMOKE), "--out", str(tmp_path / "run"), f"data.root={tmp_path / 'tiles'}",
-           "data.batch_size=2", "max_batches=3"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    proc = run_torchrun(["train", "--config", SMOKE, "--out", tmp_path / "run", f"data.root={tmp_path / 'tiles'}",
+                         "data.batch_size=2", "max_batches=3"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(proc.stdout)
     sums = summary["rank_checksums"]
