@@ -24,7 +24,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'parse_value', 'Config', 'seed_everything', 'get_device',
-           'git_commit', 'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json',
+           'git_commit', 'cpu_info', 'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json',
            'percentile_limits', 'percentile_stretch', 'near_path']
 
 # %% ../nbs/00_core.ipynb #58d81a18
@@ -222,11 +222,24 @@ def git_commit(path: str | os.PathLike = ".",  # a folder inside the repository
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo",  # the kernel's CPU description
+             ) -> dict:
+    "The CPU's model name and which matrix-unit flags it has (bf16 kernels, and so results, differ between CPUs)."
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {"cpu_model": platform.processor() or None, "cpu_matrix_flags": []}
+    model = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), None)
+    flags = set(text.split())
+    return {"cpu_model": model, "cpu_matrix_flags": [f for f in ("amx_bf16", "amx_tile", "avx512_bf16") if f in flags]}
+
+
 def environment_info() -> dict:
-    "Versions, platform, device and git commit, for a run's record."
+    "Versions, platform, CPU, device and git commit, for a run's record."
     from importlib import metadata
     info = {"python": sys.version.split()[0], "platform": platform.platform(),
-            "processor": platform.machine(), "cpu_count": os.cpu_count(), "git_commit": git_commit()}
+            "processor": platform.machine(), **cpu_info(), "cpu_count": os.cpu_count(),
+            "git_commit": git_commit()}
     for pkg in ("heterocd-gold", "torch", "torchvision", "numpy", "rasterio", "pandas"):
         try:
             info[pkg] = metadata.version(pkg)
