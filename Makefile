@@ -31,7 +31,7 @@ nbtest: $(STAMP)  ## the tests inside the notebooks
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: $(STAMP)  ## integration tests across process boundaries
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=8 tests
 
 SHOT_SCENE ?= data/demo/unseen/unseen
 SHOT_PRED  ?= data/demo/predict
