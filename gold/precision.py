@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .core import GoldError, get_logger
+from .core import GoldError, cpu_info, get_logger
 
 log = get_logger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16")  # the choices of every precision setting (config key and --precision)
@@ -21,12 +21,9 @@ __all__ = ['log', 'PRECISIONS', 'cpu_has_bf16', 'Precision']
 
 # %% ../nbs/08a_precision.ipynb #a9b63577
 def cpu_has_bf16() -> bool:
-    "Whether this CPU has bf16 matrix instructions (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    "Whether this CPU has bf16 matrix instructions (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo (`cpu_info`)."
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu_info()["cpu_matrix_flags"]))
+
 
 # %% ../nbs/08a_precision.ipynb #99d1d5b7
 @dataclasses.dataclass
