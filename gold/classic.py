@@ -13,7 +13,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from fastcore.basics import patch
-from scipy.ndimage import uniform_filter
 
 from .core import GoldError, atomic_path, get_logger, progress
 from .metrics import IGNORE, ConfusionMatrix, ThresholdSweep
@@ -21,27 +20,40 @@ from .metrics import IGNORE, ConfusionMatrix, ThresholdSweep
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FEATURE_SIZES', 'BOOSTERS', 'CLASSIFIER_FORMAT', 'local_stats', 'feature_names', 'pixel_features',
-           'sample_pixels', 'fit_booster', 'booster_probability', 'PixelClassifier', 'classifier_from_dict',
-           'read_json_model', 'load_classifier']
+__all__ = ['log', 'FEATURE_SIZES', 'STAT_SCALE', 'STAT_CLIP', 'BOOSTERS', 'CLASSIFIER_FORMAT', 'box_sums', 'local_stats',
+           'feature_names', 'pixel_features', 'sample_pixels', 'fit_booster', 'booster_probability', 'PixelClassifier',
+           'classifier_from_dict', 'read_json_model', 'load_classifier']
 
 # %% ../nbs/05b_classic.ipynb #c05cd
 FEATURE_SIZES = (3, 7, 15)  # window sides of the local statistics, in pixels
+
+
+STAT_SCALE = 4096  # window sums are taken of values rounded to 1/4096 (of a normalised unit): exact integers
+STAT_CLIP = 1000.0  # normalised values are clipped to +-this before rounding, so that no sum leaves int64
+
+
+def box_sums(q: np.ndarray,  # [H, W] int64 image
+             size: int,  # window side in pixels (odd)
+             ) -> np.ndarray:
+    "Exact sums over size x size windows, the image mirrored at its border (scipy.ndimage's mode `mirror`)."
+    r, (h, w) = size // 2, q.shape
+    c = np.zeros((h + 2 * r + 1, w + 2 * r + 1), np.int64)
+    np.cumsum(np.cumsum(np.pad(q, r, mode="reflect"), 0), 1, out=c[1:, 1:])   # wraps on overflow; differences exact
+    return c[size:size + h, size:size + w] - c[:h, size:size + w] - c[size:size + h, :w] + c[:h, :w]
 
 
 def local_stats(image: np.ndarray | torch.Tensor,  # [C, H, W] one image (normalised; NaN counts as 0)
                 sizes: Sequence[int] = FEATURE_SIZES,  # window sides in pixels
                 ) -> np.ndarray:
     "Per band its value, then the local mean and standard deviation in each window: [C * (1 + 2 len(sizes)), H, W]."
-    img = np.nan_to_num(np.asarray(image, dtype=np.float64))  # float64 sums: a window of a scene gets its features
+    img = np.nan_to_num(np.asarray(image, dtype=np.float32))
     out = []
     for band in img:
         out.append(band)
-        square = band * band
+        q = np.rint(np.clip(band.astype(np.float64), -STAT_CLIP, STAT_CLIP) * STAT_SCALE).astype(np.int64)
         for s in sizes:
-            mean = uniform_filter(band, s, mode="mirror")
-            var = uniform_filter(square, s, mode="mirror") - mean * mean
-            out += [mean, np.sqrt(np.clip(var, 0, None))]
+            n, s1, s2 = s * s, box_sums(q, s), box_sums(q * q, s)
+            out += [s1 / (n * STAT_SCALE), np.sqrt(n * s2 - s1 * s1) / (n * STAT_SCALE)]  # n s2 >= s1^2 exactly
     return np.stack(out).astype(np.float32)
 
 
