@@ -632,6 +632,8 @@ def _on_device(model: torch.nn.Module,  # the student, on the CPU
                ) -> tuple[torch.nn.Module, torch.device, Precision]:
     "Join the torchrun group when there is one; the student on this process's device, the device, its precision."
     dev = init_distributed(device)
+    if not any(True for _ in model.parameters()):     # no network (the classic model): nothing to autocast
+        precision = "fp32"
     precision = Precision.for_run(dev, precision=precision)
     model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     return model, dev, precision

@@ -48,7 +48,7 @@ def test_classic_run_evaluates_and_maps_a_new_scene(run_gold, tmp_path):
     for name in ("probability.tif", "change_mask.tif", "change_polygons.geojson", "errors.tif", "metrics.json",
                  "summary.json"):
         assert (pred / name).is_file(), name
-    assert out["model"]["variant"] == "classic" and out["windows"]["count"] == 9
+    assert out["model"]["variant"] == "classic" and out["windows"]["count"] == 9 and out["precision"] == "fp32"
     label = read_raster(u / "unseen_E.tif")[0][0]
     changed = float((label > 0).mean())
     everything = 2 * changed / (1 + changed)                 # F1 of calling every pixel change
