@@ -44,7 +44,7 @@ __all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig'
            'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
 
 # %% ../nbs/08_train.ipynb #c1a55201
-from .classic_model import ClassicConfig  # model.variant=classic: the pixel classifier's settings
+from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -719,6 +719,9 @@ def train(cfg: TrainConfig,  # the run's config
     "Train (or resume) a run; returns its summary."
     out = Path(out)
     if resume:
+        if (out / CLASSIC_FILE).is_file() and not (out / "last.pt").exists():
+            raise GoldError("a classic run is fitted in one go: nothing to resume (train again with --overwrite)",
+                            path=out)
         state = load_checkpoint(out / "last.pt")
         cfg = TrainConfig.from_dict(state["config"], source=str(out / "last.pt"))
         trainer = Trainer(absolute_data_paths(cfg, base=out), out)
