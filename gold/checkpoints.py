@@ -13,13 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .classic_model import CLASSIC_FILE, is_classic_file
 from .core import GoldError, atomic_path, get_logger
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'student_checkpoint',
-           'load_student']
+           'load_student', 'run_model']
 
 # %% ../nbs/08b_checkpoints.ipynb #1bb4b6f5
 def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
@@ -83,13 +84,16 @@ def student_checkpoint(model: nn.Module,  # a GoldNet (or DDP around one)
             **(extra or {})}
 
 # %% ../nbs/08b_checkpoints.ipynb #bd2fc452
-def load_student(path: str | os.PathLike,  # a `student.pt`
+def load_student(path: str | os.PathLike,  # a `student.pt` (or a classic run's `classic.json`)
                  device: str | torch.device = "cpu",  # where the model runs
                  opt_bands: int | None = None,  # the data's optical bands, checked when given
                  sar_bands: int | None = None,  # the data's SAR bands, checked when given
                  ) -> tuple[nn.Module, dict]:
-    "A student-only network in eval mode and the checkpoint's metadata."
+    "A student-only network (or the classic model of a `classic.json`) in eval mode and the file's metadata."
     from gold.models import build_model
+    if is_classic_file(path):                          # the pixel classifier of a classic run (gold.classic_model)
+        from gold import classic_model
+        return classic_model.load_classic(path, device, opt_bands, sar_bands)
     ckpt = load_checkpoint(path)
     if ckpt.get("format") != STUDENT_FORMAT:
         raise GoldError(f"not a GOLD student checkpoint (format {ckpt.get('format')!r}); use a run's student.pt",
@@ -110,3 +114,13 @@ def load_student(path: str | os.PathLike,  # a `student.pt`
     log.debug("student weights loaded from %s (epoch %s)", path, ckpt.get("epoch", "?"))
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model.to(device).eval(), meta
+
+# %% ../nbs/08b_checkpoints.ipynb #c1a55102
+def run_model(run: str | os.PathLike,  # a run folder
+              ) -> Path:
+    "The run's model file: `student.pt`, or `classic.json` of a classic run (`student.pt` when neither exists)."
+    run = Path(run)
+    for name in ("student.pt", CLASSIC_FILE):
+        if (run / name).is_file():
+            return run / name
+    return run / "student.pt"

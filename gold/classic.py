@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import dataclasses
-import pickle
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from fastcore.basics import patch
-from scipy.ndimage import uniform_filter
 
 from .core import GoldError, atomic_path, get_logger, progress
 from .metrics import IGNORE, ConfusionMatrix, ThresholdSweep
@@ -21,11 +20,26 @@ from .metrics import IGNORE, ConfusionMatrix, ThresholdSweep
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'FEATURE_SIZES', 'local_stats', 'feature_names', 'pixel_features', 'sample_pixels', 'PixelClassifier',
-           'load_classifier']
+__all__ = ['log', 'FEATURE_SIZES', 'STAT_SCALE', 'STAT_CLIP', 'BOOSTERS', 'CLASSIFIER_FORMAT', 'box_sums', 'local_stats',
+           'feature_names', 'pixel_features', 'sample_pixels', 'fit_booster', 'booster_probability', 'PixelClassifier',
+           'classifier_from_dict', 'read_json_model', 'load_classifier']
 
 # %% ../nbs/05b_classic.ipynb #c05cd
 FEATURE_SIZES = (3, 7, 15)  # window sides of the local statistics, in pixels
+
+
+STAT_SCALE = 4096  # window sums are taken of values rounded to 1/4096 (of a normalised unit): exact integers
+STAT_CLIP = 1000.0  # normalised values are clipped to +-this before rounding, so that no sum leaves int64
+
+
+def box_sums(q: np.ndarray,  # [H, W] int64 image
+             size: int,  # window side in pixels (odd)
+             ) -> np.ndarray:
+    "Exact sums over size x size windows, the image mirrored at its border (scipy.ndimage's mode `mirror`)."
+    r, (h, w) = size // 2, q.shape
+    c = np.zeros((h + 2 * r + 1, w + 2 * r + 1), np.int64)
+    np.cumsum(np.cumsum(np.pad(q, r, mode="reflect"), 0), 1, out=c[1:, 1:])   # wraps on overflow; differences exact
+    return c[size:size + h, size:size + w] - c[:h, size:size + w] - c[size:size + h, :w] + c[:h, :w]
 
 
 def local_stats(image: np.ndarray | torch.Tensor,  # [C, H, W] one image (normalised; NaN counts as 0)
@@ -36,11 +50,10 @@ def local_stats(image: np.ndarray | torch.Tensor,  # [C, H, W] one image (normal
     out = []
     for band in img:
         out.append(band)
-        square = band * band
+        q = np.rint(np.clip(band.astype(np.float64), -STAT_CLIP, STAT_CLIP) * STAT_SCALE).astype(np.int64)
         for s in sizes:
-            mean = uniform_filter(band, s, mode="mirror")
-            var = uniform_filter(square, s, mode="mirror") - mean * mean
-            out += [mean, np.sqrt(np.clip(var, 0, None))]
+            n, s1, s2 = s * s, box_sums(q, s), box_sums(q * q, s)
+            out += [s1 / (n * STAT_SCALE), np.sqrt(n * s2 - s1 * s1) / (n * STAT_SCALE)]  # n s2 >= s1^2 exactly
     return np.stack(out).astype(np.float32)
 
 
@@ -83,6 +96,40 @@ def sample_pixels(dataset: Any,  # a map-style dataset of samples (`TileDataset`
         raise GoldError("no labelled pixel to train on", path=getattr(dataset, "root", "dataset"))
     return np.concatenate(xs), np.concatenate(ys)
 
+# %% ../nbs/05b_classic.ipynb #c10ccd
+BOOSTERS = ("sklearn", "lightgbm")  # the gradient-boosting libraries `PixelClassifier` can fit with
+
+
+def fit_booster(X: np.ndarray,  # [N, F] features
+                y: np.ndarray,  # [N] truth in {0, 1}
+                booster: str = "sklearn",  # one of BOOSTERS
+                max_iter: int = 200,  # boosting iterations
+                learning_rate: float = 0.1,  # boosting learning rate
+                max_leaf_nodes: int = 31,  # leaves per tree
+                seed: int = 0,  # seed of the booster
+                ) -> Any:
+    "A binary gradient-boosting model of the named library, fitted."
+    if booster == "sklearn":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        return HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=learning_rate,
+                                              max_leaf_nodes=max_leaf_nodes, early_stopping=False,
+                                              random_state=seed).fit(X, y)
+    if booster == "lightgbm":
+        import lightgbm
+        params = {"objective": "binary", "learning_rate": learning_rate, "num_leaves": max_leaf_nodes,
+                  "min_data_in_leaf": 20, "max_bin": 255, "seed": seed, "deterministic": True,
+                  "force_row_wise": True, "verbosity": -1}
+        return lightgbm.train(params, lightgbm.Dataset(X, y, free_raw_data=True), num_boost_round=max_iter)
+    raise GoldError(f"unknown booster {booster!r}; known: {', '.join(BOOSTERS)}", path="classic.booster")
+
+
+def booster_probability(model: Any,  # from `fit_booster`
+                        X: np.ndarray,  # [N, F] features
+                        ) -> np.ndarray:
+    "p(change) [N] float32."
+    p = model.predict_proba(X)[:, 1] if hasattr(model, "predict_proba") else model.predict(X)
+    return np.asarray(p, dtype=np.float32)
+
 # %% ../nbs/05b_classic.ipynb #c12cd
 @dataclasses.dataclass
 class PixelClassifier:
@@ -94,19 +141,18 @@ class PixelClassifier:
     max_leaf_nodes: int = 31  # leaves per tree
     seed: int = 0  # seed of the pixel draw and of the booster
     threshold: float = 0.5  # decision threshold on p(change); `fit` chooses it on validation
-    model: Any = None  # the fitted `HistGradientBoostingClassifier`
+    booster: str = "sklearn"  # gradient-boosting library: "sklearn" or "lightgbm" (`BOOSTERS`)
+    model: Any = None  # the fitted model (`fit_booster`)
 
     def fit(self, train: Any,  # training samples (a dataset)
             val: Any = None,  # validation samples: choose the threshold there (None: keep `threshold`)
             ) -> "PixelClassifier":
         "Train on a sample of the labelled training pixels; choose the threshold on validation."
-        from sklearn.ensemble import HistGradientBoostingClassifier
         X, y = sample_pixels(train, self.per_tile, self.seed, self.sizes)
         if len(np.unique(y)) < 2:
             raise GoldError("the training pixels hold one class only", path=getattr(train, "root", "train"))
-        self.model = HistGradientBoostingClassifier(
-            max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
-            early_stopping=False, random_state=self.seed).fit(X, y)
+        self.model = fit_booster(X, y, self.booster, self.max_iter, self.learning_rate, self.max_leaf_nodes,
+                                 self.seed)
         log.info("classic: %d training pixels (%.1f %% change), %d features", len(y), 100 * y.mean(), X.shape[1])
         if val is not None:
             self.threshold = self.sweep(val).best()[0]
@@ -118,8 +164,8 @@ class PixelClassifier:
         if self.model is None:
             raise GoldError("the classifier is not fitted", path="PixelClassifier")
         feats = pixel_features(sample, self.sizes)
-        p = self.model.predict_proba(feats.reshape(len(feats), -1).T)[:, 1]
-        return p.reshape(feats.shape[1:]).astype(np.float32)
+        p = booster_probability(self.model, feats.reshape(len(feats), -1).T)
+        return p.reshape(feats.shape[1:])
 
 # %% ../nbs/05b_classic.ipynb #c13cd
 def _samples(dataset: Any, desc: str):
@@ -150,19 +196,64 @@ def score(self: PixelClassifier, dataset: Any,  # samples with masks
     return {**cm.scores(), "threshold": float(t)}
 
 
+CLASSIFIER_FORMAT = "gold-pixel-classifier/1"
+_SETTINGS = ("sizes", "per_tile", "max_iter", "learning_rate", "max_leaf_nodes", "seed", "threshold", "booster")
+
+
 @patch
-def save(self: PixelClassifier, path: str | Path,  # destination file (pickle)
+def to_dict(self: PixelClassifier) -> dict:
+    "Settings, threshold and LightGBM's own text model: JSON data that rebuilds the classifier and runs no code."
+    if self.model is None:
+        raise GoldError("the classifier is not fitted", path="PixelClassifier")
+    if self.booster != "lightgbm":
+        raise GoldError(f"the {self.booster} booster has no file format that cannot run code; fit with "
+                        "booster='lightgbm' to save", path="PixelClassifier")
+    return {"format": CLASSIFIER_FORMAT, **{k: getattr(self, k) for k in _SETTINGS}, "sizes": list(self.sizes),
+            "model": self.model.model_to_string()}
+
+
+def classifier_from_dict(data: Any,  # what `PixelClassifier.to_dict` gave, read back from JSON
+                         path: str | Path = "classifier",  # where it came from, for error messages
+                         ) -> PixelClassifier:
+    "The classifier of `to_dict` data: numbers and LightGBM's model text are parsed, nothing is executed."
+    import lightgbm
+    if not isinstance(data, dict) or data.get("format") != CLASSIFIER_FORMAT or data.get("booster") != "lightgbm":
+        raise GoldError(f"not a classic model file (expected format {CLASSIFIER_FORMAT!r}, booster lightgbm)",
+                        path=path)
+    try:
+        settings = {k: data[k] for k in _SETTINGS}
+        model = lightgbm.Booster(model_str=str(data["model"]))
+    except (KeyError, lightgbm.basic.LightGBMError) as err:
+        raise GoldError(f"not a classic model file ({type(err).__name__}: {str(err)[:100]})", path=path) from None
+    return PixelClassifier(**{**settings, "sizes": tuple(settings["sizes"])}, model=model)
+
+
+def read_json_model(path: str | Path,  # a JSON model file
+                    ) -> dict:
+    "A model file read as JSON (never unpickled); anything else is refused in one line."
+    path = Path(path)
+    if not path.is_file():
+        raise GoldError("model file not found", path=path)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise GoldError("not a classic model file (not JSON)", path=path) from None
+    if not isinstance(data, dict):
+        raise GoldError("not a classic model file (not a JSON object)", path=path)
+    return data
+
+
+@patch
+def save(self: PixelClassifier, path: str | Path,  # destination file (JSON)
           ) -> Path:
-    "Write the fitted classifier atomically."
+    "Write the fitted classifier atomically as JSON (`to_dict`)."
+    text = json.dumps(self.to_dict())
     with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(pickle.dumps(self))
+        Path(tmp).write_text(text)
     return Path(path)
 
 
 def load_classifier(path: str | Path,  # a file written by `PixelClassifier.save`
                     ) -> PixelClassifier:
-    "Read a saved classifier (a pickle: load only files you made)."
-    obj = pickle.loads(Path(path).read_bytes())
-    if not isinstance(obj, PixelClassifier):
-        raise GoldError(f"not a PixelClassifier but a {type(obj).__name__}", path=path)
-    return obj
+    "Read a saved classifier; the file is JSON data, so loading one from a stranger runs no code."
+    return classifier_from_dict(read_json_model(path), path)

@@ -230,6 +230,9 @@ def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its
                          tta: bool = False,  # test-time augmentation (`student_probability`)
                          ) -> Iterator[tuple[int, np.ndarray]]:
     "(window index, p(change) [h, w] float32 with NaN where invalid) for each window, in order."
+    if hasattr(model, "window_probabilities"):       # a model that reads its own windows (the classic's halo)
+        yield from model.window_probabilities(source, plan, indices, tta)
+        return
     precision = precision or Precision.for_run(next(model.parameters()).device)
     windows = plan.windows
     indices = range(len(windows)) if indices is None else indices
@@ -629,6 +632,8 @@ def _on_device(model: torch.nn.Module,  # the student, on the CPU
                ) -> tuple[torch.nn.Module, torch.device, Precision]:
     "Join the torchrun group when there is one; the student on this process's device, the device, its precision."
     dev = init_distributed(device)
+    if not any(True for _ in model.parameters()):     # no network (the classic model): nothing to autocast
+        precision = "fp32"
     precision = Precision.for_run(dev, precision=precision)
     model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     return model, dev, precision
@@ -767,7 +772,7 @@ def _summary(job: _Job,  # the prediction
 def add_predict_args(parser: argparse.ArgumentParser,  # the `gold predict` parser
                      ) -> None:
     "Arguments of `gold predict`."
-    parser.add_argument("--model", type=Path, required=True, help="a run's student.pt")
+    parser.add_argument("--model", type=Path, required=True, help="a run's student.pt (or classic.json)")
     parser.add_argument("--opt-t1", type=Path, required=True, help="optical t1 GeoTIFF (defines the output grid)")
     parser.add_argument("--sar-t2", type=Path, required=True, help="SAR t2 GeoTIFF (reprojected when needed)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")

@@ -43,6 +43,9 @@ __all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig'
            'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state',
            'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
 
+# %% ../nbs/08_train.ipynb #c1a55201
+from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
+
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
 class DataConfig(Config):
@@ -60,7 +63,7 @@ class DataConfig(Config):
 @dataclasses.dataclass
 class ModelConfig(Config):
     """Which network."""
-    variant: str = "full"  # GOLD "full" or "lightweight", or a baseline: fc_ef, fc_siam_diff, bisrnet, hetecd
+    variant: str = "full"  # GOLD "full" or "lightweight", a baseline (fc_ef, fc_siam_diff, bisrnet, hetecd), or classic (gold.classic_model)
     pretrained: str | None = None  # ImageNet weights: None, "torchvision" (cache) or a file path
     deep_stem: bool = True  # the reference's three-conv stem
     shared_teacher: bool = True  # the teacher reuses the student's optical encoder, neck and BCA (the method); False: its own (a diagnostic)
@@ -90,6 +93,7 @@ class TrainConfig(Config):
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    classic: ClassicConfig = dataclasses.field(default_factory=ClassicConfig)  # model.variant=classic: the pixel classifier
     select_metric: str = "iou"  # validation score that selects best.pt (student, change class)
     threshold: float | str = "auto"  # decision threshold on p(change); "auto": the F1-best on validation, kept in student.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -715,6 +719,9 @@ def train(cfg: TrainConfig,  # the run's config
     "Train (or resume) a run; returns its summary."
     out = Path(out)
     if resume:
+        if (out / CLASSIC_FILE).is_file() and not (out / "last.pt").exists():
+            raise GoldError("a classic run is fitted in one go: nothing to resume (train again with --overwrite)",
+                            path=out)
         state = load_checkpoint(out / "last.pt")
         cfg = TrainConfig.from_dict(state["config"], source=str(out / "last.pt"))
         trainer = Trainer(absolute_data_paths(cfg, base=out), out)
@@ -723,6 +730,9 @@ def train(cfg: TrainConfig,  # the run's config
     else:
         if (out / "last.pt").exists() and not overwrite:
             raise GoldError("run folder already holds a run; use --resume to continue or --overwrite", path=out)
+        if cfg.model.variant == "classic":          # the pixel classifier: fitted in one go (gold.classic_model)
+            from gold.classic_model import train_classic
+            return train_classic(absolute_data_paths(cfg), out, overwrite)
         trainer = Trainer(absolute_data_paths(cfg), out)
     return trainer.fit(stop_after)
 
@@ -738,6 +748,7 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
                  ) -> dict:
     "Scores of a run's student on a split; saved as `<split>_scores.json` (`<split>_scores_tta.json`) in the run folder."
     from gold.data import NormStats, TileDataset
+    from gold.checkpoints import run_model
     from gold.metrics import ConfusionMatrix, colorize_errors, error_map, student_probability
     run = Path(run)
     cfg = absolute_data_paths(TrainConfig.load(run / "config.yaml"), base=run)
@@ -748,8 +759,9 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
         raise GoldError(f"no {split} split in the data folder", path=root)
     dev = get_device(device)
     probe = TileDataset(root, split, stats=False)            # band layout of the data, before any model
-    model, meta = load_student(run / "student.pt", dev, probe.opt_bands, probe.sar_bands)
-    ds = TileDataset(root, split, stats=NormStats.from_dict(meta["stats"], source=str(run / "student.pt")))
+    model_file = run_model(run)                              # student.pt, or classic.json of a classic run
+    model, meta = load_student(model_file, dev, probe.opt_bands, probe.sar_bands)
+    ds = TileDataset(root, split, stats=NormStats.from_dict(meta["stats"], source=str(model_file)))
     stored = meta.get("threshold_tta", meta.get("threshold", 0.5)) if tta else meta.get("threshold", 0.5)
     threshold = stored if threshold is None else threshold
     cm = ConfusionMatrix(dev)
