@@ -25,8 +25,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'RESNET_FILES', 'BASELINES', 'GOLD_ONLY_SETTINGS', 'init_baseline_weights', 'BaselineNet', 'unet_block',
            'UNetEncoder', 'UNetDecoder', 'FCEF', 'FCSiamDiff', 'ResNetTrunk', 'spatial_attention', 'SemanticReasoning',
-           'CrossTemporalReasoning', 'BiSRNet', 'ChannelGate', 'CrossModalFusion', 'HeteCD', 'resnet_weights_path',
-           'load_pretrained_trunks', 'build_baseline']
+           'CrossTemporalReasoning', 'BiSRNet', 'ChannelGate', 'CrossModalFusion', 'HeteCD', 'box_stats', 'PixelMLP',
+           'PixelStatsMLP', 'FullResCNN', 'resnet_weights_path', 'load_pretrained_trunks', 'build_baseline']
 
 # %% ../nbs/05a_baselines.ipynb #253ea9bc
 def init_baseline_weights(module: nn.Module,  # the network
@@ -384,9 +384,87 @@ class HeteCD(BaselineNet):
             decoded.insert(0, smooth(f + _resize(decoded[0], f)))
         return self.classifier(torch.cat([_resize(d, decoded[0]) for d in decoded], 1))
 
+# %% ../nbs/05a_baselines.ipynb #e4192548
+def box_stats(x: torch.Tensor,  # [B, C, H, W] images
+              sizes: Sequence[int] = (3, 7, 15),  # window sides in pixels (odd)
+              ) -> torch.Tensor:
+    "Per band its value, then the local mean and std in each window (mirror edges), in float32: `gold.classic.local_stats` on a batch."
+    x = torch.nan_to_num(x.float())
+    with torch.autocast(x.device.type, enabled=False):
+        out = []
+        for band in x.split(1, 1):
+            out.append(band)
+            for s in sizes:
+                padded = F.pad(torch.cat([band, band * band], 1), [s // 2] * 4, mode="reflect")
+                mean, square = F.avg_pool2d(padded, s, stride=1).split(1, 1)
+                out += [mean, (square - mean * mean).clamp_min(0).sqrt()]
+        return torch.cat(out, 1)
+
+# %% ../nbs/05a_baselines.ipynb #90d5b8df
+class PixelMLP(BaselineNet):
+    "Diagnostic probe: an MLP of 1x1 convolutions on each pixel's values, optionally with the classic's local statistics."
+    name = "pixel_mlp"
+
+    def __init__(self,
+                 opt_bands: int = 3,  # optical bands
+                 sar_bands: int = 1,  # SAR bands
+                 sizes: Sequence[int] = (),  # windows of the local statistics (`box_stats`); () = the pixels alone
+                 hidden: int = 64,  # width of the hidden layers
+                 layers: int = 3,  # hidden layers
+                 ):
+        super().__init__(opt_bands, sar_bands, sizes=list(sizes), hidden=hidden, layers=layers)
+        n_in = (opt_bands + sar_bands) * (1 + 2 * len(sizes))
+        body = [nn.BatchNorm2d(n_in)]                # the statistics' scales differ: standardise each feature
+        for i in range(layers):
+            body += conv_bn_relu(n_in if i == 0 else hidden, hidden, 1)
+        self.body = nn.Sequential(*body)
+        self.classifier = nn.Conv2d(hidden, 2, 1)
+        init_baseline_weights(self, self.classifier)
+
+    def change_logits(self, opt: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
+        x = box_stats(torch.cat([opt, sar], 1), self.config["sizes"])
+        return self.classifier(self.body(x.to(opt.dtype)))
+
+
+class PixelStatsMLP(PixelMLP):
+    "`PixelMLP` on exactly the classic pixel classifier's features (value, mean and std at 3, 7 and 15 px)."
+    name = "pixel_mlp_stats"
+
+    def __init__(self,
+                 opt_bands: int = 3,  # optical bands
+                 sar_bands: int = 1,  # SAR bands
+                 sizes: Sequence[int] = (3, 7, 15),  # windows of the local statistics
+                 hidden: int = 64,  # width of the hidden layers
+                 layers: int = 3,  # hidden layers
+                 ):
+        super().__init__(opt_bands, sar_bands, sizes, hidden, layers)
+
+
+class FullResCNN(BaselineNet):
+    "Diagnostic probe: early fusion, a stack of 3x3 convolutions at full resolution, no downsampling."
+    name = "fullres_cnn"
+
+    def __init__(self,
+                 opt_bands: int = 3,  # optical bands
+                 sar_bands: int = 1,  # SAR bands
+                 width: int = 32,  # channels of every layer
+                 depth: int = 7,  # 3x3 conv layers: receptive field 2 depth + 1 px
+                 ):
+        super().__init__(opt_bands, sar_bands, width=width, depth=depth)
+        layers = []
+        for i in range(depth):
+            layers += conv_bn_relu(opt_bands + sar_bands if i == 0 else width, width, 3)
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(width, 2, 1)
+        init_baseline_weights(self, self.classifier)
+
+    def change_logits(self, opt: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.body(torch.cat([opt, sar], 1)))
+
 # %% ../nbs/05a_baselines.ipynb #1bba920a
 BASELINES: dict[str, type[BaselineNet]] = {"fc_ef": FCEF, "fc_siam_diff": FCSiamDiff, "bisrnet": BiSRNet,
-                                           "hetecd": HeteCD}
+                                           "hetecd": HeteCD, "pixel_mlp": PixelMLP,
+                                           "pixel_mlp_stats": PixelStatsMLP, "fullres_cnn": FullResCNN}
 GOLD_ONLY_SETTINGS = ("deep_stem",)  # GOLD settings the trainer passes to every variant; baselines ignore them
 
 
