@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from .core import GoldError, get_logger, progress
+from .core import GoldError, check_output_folder, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import LABEL_OUTSIDE, PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
@@ -435,8 +435,7 @@ class _Job:
 
 
 def _check_outputs(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise GoldError("output folder is a file", path=out)
+    check_output_folder(out, "predict", "summary.json", overwrite=True)   # a user's folder or a file: refused
     finals = {(out / name).resolve() for name in OUTPUTS}
     for p in inputs:
         if p is not None and Path(p).resolve() in finals:

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 
-from .core import (Config, GoldError, atomic_path, atomic_write_text, environment_info, get_device,
-                       get_logger, progress, read_json, seed_everything)
+from .core import (Config, GoldError, atomic_path, atomic_write_text, check_output_folder, environment_info,
+                       get_device, get_logger, progress, read_json, seed_everything)
 
 # re-exported: these names stay importable from gold.train
 from .checkpoints import (load_checkpoint, load_student, rng_state, save_checkpoint, set_rng_state,
@@ -763,8 +763,8 @@ def train(cfg: TrainConfig,  # the run's config
           ) -> dict:
     "Train (or resume) a run; returns its summary."
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GoldError("run folder exists and is not a folder", path=out)
+    if not resume:                       # a user's folder or a file is refused; a run's is kept for --overwrite below
+        check_output_folder(out, "train", "config.yaml", overwrite=True)
     if resume:
         state = load_checkpoint(out / "last.pt")
         cfg = TrainConfig.from_dict(state["config"], source=str(out / "last.pt"))
