@@ -107,6 +107,24 @@ def test_import_overwrite_never_deletes_a_users_folder(tmp_path):
     assert tree(out) == before
 
 
+def test_train_and_predict_never_write_into_a_users_folder(smoke, tmp_path):
+    _, run, _ = smoke
+    user = tmp_path / "u"
+    user.mkdir()
+    (user / "thesis.txt").write_text("x")
+    (user / "probability.tif").write_text("my own file")
+    proc = gold("train", "--config", SMOKE, "--out", user, "--overwrite", f"data.root={tmp_path / 'tiles'}",
+                cwd=tmp_path)
+    one_error_line(proc, "train", "u:", "not made by gold train")
+    ok(gold("synth", "--out", tmp_path / "raw", "--size", 128, cwd=tmp_path))
+    proc = gold("predict", "--model", run / "student.pt", "--opt-t1", tmp_path / "raw" / "synth_A.tif", "--sar-t2",
+                tmp_path / "raw" / "synth_B.tif", "--out", user, "--overwrite", "--tile", 64, "--overlap", 16,
+                "--device", "cpu", cwd=tmp_path)
+    one_error_line(proc, "predict", "u:", "not made by gold predict")
+    assert sorted(p.name for p in user.iterdir()) == ["probability.tif", "thesis.txt"]
+    assert (user / "probability.tif").read_text() == "my own file" and not (tmp_path / "tiles").exists()
+
+
 # -- 2. one line, not a traceback ---------------------------------------------------------------------------------
 def test_import_onto_a_file_is_one_line(tmp_path):
     src = fake_ombria(tmp_path / "OMBRIA")
@@ -237,7 +255,7 @@ def test_split_raster_on_another_grid_is_refused(tmp_path):
     codes = np.ones((64, 64), np.uint8)
     codes[:16] = 2                                     # a hand-drawn validation strip
     with rasterio.open(tmp_path / "raw" / "synth_S.tif", "w", driver="GTiff", width=64, height=64, count=1,
-                       dtype="uint8", crs=crs, transform=t * rasterio.Affine.scale(2)) as ds:
+                       dtype="uint8", crs=crs, transform=t @ rasterio.Affine.scale(2)) as ds:
         ds.write(codes, 1)
     proc = gold("preprocess", "--raw", tmp_path / "raw", "--out", tmp_path / "tiles", "--tile", 64, cwd=tmp_path)
     one_error_line(proc, "preprocess", "synth_S.tif", "split raster is 64x64 px", "optical t1 128x128")
