@@ -125,6 +125,7 @@ def _fits(value: Any,  # a config value
 
 
 def _type_name(tp: Any) -> str:
+    "What a field hint asks for, in words (`int | None` -> 'an integer or null')."
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
              dict: "a mapping", type(None): "null"}
     return " or ".join(names[m] for m in _members(tp))

@@ -320,6 +320,7 @@ def check_scene(scene: Scene,  # the scene's paths
 
 
 def _pixel_size(grid: Grid) -> str:
+    "The grid's pixel size as `x x y` map units, for messages."
     return f"{abs(grid.transform.a):g} x {abs(grid.transform.e):g}"
 
 

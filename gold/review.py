@@ -306,6 +306,7 @@ def view(self: ReviewMap):
 
 @patch
 def __repr__(self: ReviewMap) -> str:
+    "One line saying what the map is and how to see it outside JupyterLab."
     pred = f" with the prediction in {self.pred.folder}" if self.pred is not None else ""
     return (f"ReviewMap of scene {self.scene.name}{pred}: an interactive map for JupyterLab; outside it, write an "
             "offline page with gold.mappage.save_html(m, 'page.html')")
