@@ -248,6 +248,20 @@ def test_predict_all_nan_sar_is_an_error(smoke, tmp_path):
     assert not (tmp_path / "pred").exists() or not any((tmp_path / "pred").iterdir())
 
 
+def test_evaluate_with_no_labelled_pixel_is_an_error(smoke, tmp_path):
+    tmp, run, tiles = smoke
+    blank = tmp_path / "tiles"
+    shutil.copytree(tiles, blank)
+    for label in (blank / "test" / "label").glob("*.tif"):          # every test pixel unlabelled
+        with rasterio.open(label, "r+") as ds:
+            ds.write(np.full((ds.height, ds.width), 255, np.uint8), 1)
+    before = (run / "test_scores.json").read_bytes() if (run / "test_scores.json").exists() else None
+    proc = gold("evaluate", "--run", run, "--data", blank, cwd=tmp)
+    one_error_line(proc, "evaluate", str(blank), "no labelled pixel")
+    after = (run / "test_scores.json").read_bytes() if (run / "test_scores.json").exists() else None
+    assert after == before                                           # no F1 0 written over the scores
+
+
 def test_split_raster_on_another_grid_is_refused(tmp_path):
     ok(gold("synth", "--out", tmp_path / "raw", "--size", 128, cwd=tmp_path))
     with rasterio.open(tmp_path / "raw" / "synth_A.tif") as a:
