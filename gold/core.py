@@ -16,16 +16,16 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'parse_value', 'Config', 'seed_everything', 'get_device',
-           'git_commit', 'cpu_info', 'environment_info', 'get_logger', 'progress_enabled', 'progress', 'read_json',
-           'percentile_limits', 'percentile_stretch', 'near_path']
+__all__ = ['GoldError', 'atomic_path', 'atomic_write_text', 'check_output_folder', 'yaml_error_where', 'parse_value', 'Config',
+           'seed_everything', 'get_device', 'git_commit', 'cpu_info', 'environment_info', 'get_logger',
+           'progress_enabled', 'progress', 'read_json', 'percentile_limits', 'percentile_stretch', 'near_path']
 
 # %% ../nbs/00_core.ipynb #58d81a18
 class GoldError(Exception):
@@ -73,9 +73,70 @@ def atomic_write_text(path: str | os.PathLike,  # destination file
         tmp.write_text(text)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #87f5a2dd
+def check_output_folder(out: str | os.PathLike,  # the folder a command is about to write
+                        command: str,  # the command, as the user typed it ("preprocess", "import --ombria")
+                        marker: str,  # the file that command leaves in every folder it makes
+                        overwrite: bool = False,  # the user passed --overwrite
+                        made_by: Callable[[Path], bool] | None = None,  # tells the command's marker from a look-alike
+                        ) -> bool:
+    "Refuse to write `out` unless it is new, empty, or (with `overwrite`) made by `command`; True when it holds an output to replace."
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GoldError("exists and is not a folder; choose another --out", path=out)
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    mark = out / marker
+    if not mark.is_file() or (made_by is not None and not made_by(mark)):
+        raise GoldError(f"folder is not empty and was not made by gold {command} (no {marker} of it); refusing to "
+                        "write into it, with or without --overwrite (choose a new or empty --out)", path=out)
+    if not overwrite:
+        raise GoldError(f"holds an earlier gold {command} output; pass --overwrite to replace it", path=out)
+    return True
+
 # %% ../nbs/00_core.ipynb #f547a3e6
 def _is_config(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+_PLAIN = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list, tuple), dict: (dict,),
+          type(None): (type(None),)}
+
+
+def _members(tp: Any) -> list | None:
+    "The plain types a field hint allows (`int | None` -> [int, NoneType]); None when the hint is not that simple."
+    import types
+    import typing
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    args = [typing.get_origin(a) or a for a in (typing.get_args(tp) if union else (tp,))]
+    return args if all(a in _PLAIN for a in args) else None
+
+
+def _fits(value: Any,  # a config value
+          tp: Any,  # its field's type hint
+          ) -> bool:
+    "Whether `value` has a type the hint allows (a bool is not a number; an int is a float)."
+    members = _members(tp)
+    if members is None:
+        return True
+    if isinstance(value, bool):
+        return bool in members
+    return any(isinstance(value, _PLAIN[m]) for m in members)
+
+
+def _type_name(tp: Any) -> str:
+    "What a field hint asks for, in words (`int | None` -> 'an integer or null')."
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+             dict: "a mapping", type(None): "null"}
+    return " or ".join(names[m] for m in _members(tp))
+
+
+def yaml_error_where(err: Exception,  # a yaml.YAMLError
+                     ) -> str:
+    "`line L, column C: problem` of a YAML syntax error (1-based), or its type name when it has no position."
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or type(err).__name__
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def parse_value(text: str,  # a value as typed on the command line
@@ -118,8 +179,18 @@ class Config:
             tp = cls._field_type(name)
             if _is_config(tp) and isinstance(value, dict):
                 value = tp.from_dict(value, source=f"{source}:{name}")
+            elif not _fits(value, tp):
+                raise GoldError(f"{name} must be {_type_name(tp)}, got {value!r}", path=source)
             kwargs[name] = value
-        return cls(**kwargs)
+        cfg = cls(**kwargs)
+        problem = cfg.check()
+        if problem:
+            raise GoldError(problem, path=source)
+        return cfg
+
+    def check(self) -> str | None:
+        "What is wrong with the values (ranges, combinations), as one line; None when they are valid."
+        return None
 
     @classmethod
     def _field_type(cls, name: str) -> Any:
@@ -173,7 +244,9 @@ def load(cls: Config,
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as err:
+    except yaml.YAMLError as err:
+        raise GoldError(f"cannot parse config ({yaml_error_where(err)})", path=path) from None
+    except (OSError, ValueError) as err:
         raise GoldError(f"cannot parse config ({type(err).__name__})", path=path) from None
     if data is not None and not isinstance(data, dict):
         raise GoldError("config must be a mapping of keys to values", path=path)

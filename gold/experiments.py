@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import pandas as pd
 import yaml
 
-from .core import GoldError, parse_value, atomic_write_text, get_logger, near_path, read_json
+from .core import GoldError, parse_value, atomic_write_text, get_logger, near_path, read_json, yaml_error_where
 from .demo import markdown_table
 
 # re-exported: these names stay importable from gold.experiments
@@ -126,7 +126,7 @@ def load_grid(path: str | os.PathLike,  # a grid YAML
     try:
         spec = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise GoldError(f"cannot parse grid YAML ({type(err).__name__})", path=path) from None
+        raise GoldError(f"cannot parse grid YAML ({yaml_error_where(err)})", path=path) from None
     if not isinstance(spec, dict):
         raise GoldError("a grid file must be a mapping", path=path)
     unknown = sorted(set(spec) - set(GRID_KEYS))

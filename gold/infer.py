@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from .core import GoldError, get_logger, progress
+from .core import GoldError, check_output_folder, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import LABEL_OUTSIDE, PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
@@ -44,7 +44,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights', 'PredictInputs',
            'intersection_region', 'check_inputs', 'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows',
-           'scene_rows', 'PredictOptions', 'predict_scene', 'add_predict_args', 'run_predict']
+           'scene_rows', 'PredictOptions', 'check_not_empty', 'predict_scene', 'add_predict_args', 'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -387,7 +387,7 @@ class _Staging:
 class PredictOptions:
     """How a scene is predicted: windows, decision, polygons and device (the options of `gold predict`)."""
     tile: int = 512  # window side (a multiple of 32)
-    overlap: int = 128  # overlap of neighbouring windows, blended
+    overlap: int | None = None  # overlap of neighbouring windows, blended; None: a quarter of the tile
     batch: int = 8  # windows per forward pass
     tta: bool = False  # test-time augmentation: mean over the 8 flips and quarter turns (8x the compute)
     threshold: float | None = None  # decision threshold on p(change); default the checkpoint's
@@ -399,7 +399,9 @@ class PredictOptions:
     overwrite: bool = False  # replace the outputs of an earlier prediction in the output folder
 
     def check(self) -> PredictOptions:
-        "Raise a one-line GoldError naming the option that is out of range; return self."
+        "Raise a one-line GoldError naming the option that is out of range; return self (overlap resolved)."
+        if self.overlap is None:
+            self.overlap = max(self.tile, 0) // 4     # 128 for the default 512 px tile, and valid for any tile
         if self.tile < NET_STRIDE or self.tile % NET_STRIDE:
             raise GoldError(f"tile must be a positive multiple of {NET_STRIDE}, not {self.tile}", path="--tile")
         if not 0 <= self.overlap < self.tile:
@@ -436,8 +438,7 @@ class _Job:
 
 
 def _check_outputs(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise GoldError("output folder is a file", path=out)
+    check_output_folder(out, "predict", "summary.json", overwrite=True)   # a user's folder or a file: refused
     finals = {(out / name).resolve() for name in OUTPUTS}
     for p in inputs:
         if p is not None and Path(p).resolve() in finals:
@@ -555,6 +556,19 @@ def _assemble(probs, plan: WindowPlan, inputs: PredictInputs, staging: _Staging,
     return res
 
 # %% ../nbs/09_infer.ipynb #cf9c052f
+def check_not_empty(counts: dict,  # from `_assemble`
+                    sar_t2: str | os.PathLike,  # the SAR t2 raster
+                    label: str | os.PathLike | None,  # the change label, when one was given
+                    ) -> None:
+    "Refuse an empty result: no valid pixel to predict, or a label with no labelled pixel there (not an F1 of 0)."
+    if not counts["valid_pixels"]:
+        raise GoldError("no pixel where optical t1 and SAR t2 are both valid (all nodata or NaN?): nothing to "
+                        "predict, nothing written", path=sar_t2)
+    if label is not None and not counts["metrics"]["labelled_pixels"]:
+        raise GoldError("no labelled pixel where the prediction is valid: nothing to score, nothing written",
+                        path=label)
+
+
 def _output_tags(model_name: str, threshold: float) -> dict:
     "The GeoTIFF tags of each output raster."
     return {"probability": {"values": f"round(p(change) * {PROB_SCALE}); {NODATA} = nodata", "model": model_name,
@@ -708,6 +722,7 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
             probs = _window_stream(stack, open_source, predict, files, plan)
             if r == 0:
                 counts = _assemble(probs, plan, inputs, staging, threshold, label, tags)
+                check_not_empty(counts, sar_t2, label)
         bar.close()
         if r == 0:
             job = _Job(Path(model_path), Path(opt_t1), Path(sar_t2), label, out, opts, meta, grid, plan, threshold,
@@ -778,7 +793,8 @@ def add_predict_args(parser: argparse.ArgumentParser,  # the `gold predict` pars
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--label", type=Path, default=None, help="change label (0/255 or 0/1): errors.tif, metrics.json")
     parser.add_argument("--tile", type=int, default=512, help="window side in pixels (multiple of 32)")
-    parser.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring windows (blended)")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="overlap of neighbouring windows (blended); default a quarter of --tile")
     parser.add_argument("--batch", type=int, default=8, help="windows per forward pass")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average over the 8 flips and 90-degree rotations (8x slower)")

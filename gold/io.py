@@ -140,6 +140,8 @@ def write_geotiff(path: str | os.PathLike,  # destination `.tif`
                    predictor=3 if array.dtype.kind == "f" else 2, interleave="pixel")
     if tiled:
         profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    if count > 3:
+        profile["photometric"] = "MINISBLACK"   # GDAL would tag a 4th band as alpha: every band here is data
     with atomic_path(path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -301,6 +303,10 @@ def check_scene(scene: Scene,  # the scene's paths
             other, counts[role] = Grid.of(ds), ds.count
             if role == "sar_t2":
                 sar_units = ds.tags().get("units")
+        if role == "split" and not grid.same_as(other):     # resampled, a drawn region would shift or vanish
+            raise GoldError(f"split raster is {other.width}x{other.height} px of {_pixel_size(other)}, optical t1 "
+                            f"{grid.width}x{grid.height} px of {_pixel_size(grid)}; draw it on optical t1's grid",
+                            path=path)
         reproject[role] = _needs_reprojection(grid, other, scene.opt_t1, path)
     if sar_bands is not None and counts["sar_t2"] != sar_bands:
         raise GoldError(f"SAR t2 has {counts['sar_t2']} bands, expected {sar_bands}", path=scene.sar_t2)
@@ -311,6 +317,11 @@ def check_scene(scene: Scene,  # the scene's paths
     if scene.split is not None:
         check_split_values(scene.split)
     return SceneInfo(scene, grid, n_opt, counts["sar_t2"], reproject, nodata, values, sar_units)
+
+
+def _pixel_size(grid: Grid) -> str:
+    "The grid's pixel size as `x x y` map units, for messages."
+    return f"{abs(grid.transform.a):g} x {abs(grid.transform.e):g}"
 
 
 def _needs_reprojection(ref: Grid, other: Grid, ref_path: Path, path: Path) -> bool:
@@ -366,7 +377,7 @@ def read_pixel_grid(path: str | os.PathLike,  # .bmp, .jpg, .png, .tif or .mat f
     else:
         with open_raster(path) as ds:
             data = read_window(ds, path=path)
-    log.info("%s: no CRS; read as a pixel grid (identity transform, 1 unit = 1 pixel)", path.name)
+    log.debug("%s: no CRS; read as a pixel grid (identity transform, 1 unit = 1 pixel)", path.name)  # callers summarise
     return data, Grid(None, Affine.identity(), data.shape[2], data.shape[1])
 
 

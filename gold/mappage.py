@@ -96,6 +96,13 @@ def scene_map(scene_files: Scene | str | os.PathLike | Sequence | dict,  # the r
               **kwargs,  # passed to `page_html` (title, show, basemap)
               ) -> Path:
     "The review page of a scene and its prediction, in one call (used by `gold demo`)."
-    path = save_html(scene_view(scene_files, pred_dir, max_size=max_size), out_html, overwrite=overwrite, **kwargs)
+    view = scene_view(scene_files, pred_dir, max_size=max_size)
+    have = {o["id"] for o in view.overlays}
+    missing = [layer for layer in kwargs.get("show") or () if layer not in have]
+    if missing:                          # asked for, not there: say so rather than draw a page without it
+        files = {"probability": "probability.tif", "change": "change_mask.tif", "errors": "errors.tif (and a label)"}
+        raise GoldError(f"--show {' '.join(missing)}: the prediction has no {', '.join(files[m] for m in missing)}",
+                        path=pred_dir)
+    path = save_html(view, out_html, overwrite=overwrite, **kwargs)
     log.info("review map: %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from fastcore.basics import patch
@@ -211,7 +211,8 @@ def read(self: DisplayGrid, path: str | os.PathLike,  # a raster of the scene
         else:
             if ds.crs is None:
                 raise GoldError("has no CRS but optical t1 has one; it cannot be placed", path=path)
-            extra = dict(add_alpha=True) if ds.nodata is None else dict(nodata=ds.nodata)
+            has_alpha = ColorInterp.alpha in ds.colorinterp       # a source alpha band already masks the warp
+            extra = dict(nodata=ds.nodata) if ds.nodata is not None else {} if has_alpha else dict(add_alpha=True)
             with WarpedVRT(ds, crs=WEB_MERCATOR, transform=self.transform, width=self.width,
                            height=self.height, resampling=resampling, **extra) as vrt:
                 data = read_window(vrt, None, path=path, indexes=idx)

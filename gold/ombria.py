@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 from rasterio import Affine
 
-from .core import GoldError, get_logger, progress
+from .core import GoldError, check_output_folder, get_logger, progress, read_json
 from .io import read_pixel_grid, refuse_existing_scenes, write_geotiff
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_ombria_tile', 'ombria_split', 'import_ombria',
-           'ombria_raw_scenes']
+__all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_ombria_tile', 'ombria_split', 'check_limit',
+           'is_ombria_output', 'import_ombria', 'ombria_raw_scenes']
 
 # %% ../nbs/03a_ombria.ipynb #2276ab14
 OMBRIA_ROLES = {  # role -> (sensor folder, sub-folder, file prefix)
@@ -129,6 +129,19 @@ def _write_tile(tmp: Path, split: str, name: str, arrays: dict, source: str) -> 
                   tags={**tags, "values": "0=no change, 1=change"}, band_names=["change"])
 
 
+def check_limit(limit: int | None,  # the --limit a user gave
+                ) -> None:
+    "Refuse a tile limit below 1 (a negative one would silently drop tiles from the end)."
+    if limit is not None and limit < 1:
+        raise GoldError(f"limit must be at least 1 (or left out), got {limit}", path="--limit")
+
+
+def is_ombria_output(marker: Path,  # a preprocess.json
+                     ) -> bool:
+    "Whether a preprocess.json was written by `import_ombria` (not by `gold preprocess`)."
+    return (read_json(marker) or {}).get("source") == "ombria"
+
+
 def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, OmbriaS2/)
                   out: str | os.PathLike,  # the preprocessed folder to write
                   val: float = 0.1,  # share of the published train tiles held out for validation
@@ -140,8 +153,8 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise GoldError("OMBRIA folder not found", path=src)
-    if out.exists() and not overwrite:
-        raise GoldError("output exists; pass --overwrite to replace it", path=out)
+    check_limit(limit)
+    replace = check_output_folder(out, "import --ombria", "preprocess.json", overwrite, made_by=is_ombria_output)
     published = {s: ombria_tiles(src, s)[:limit] for s in ("train", "test")}
     splits = ombria_split(published["train"], published["test"], val, seed)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -165,8 +178,10 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
                 "changed_fraction": {s: float(g.changed_pixels.sum() / g.labelled_pixels.sum())
                                      for s, g in df.groupby("split")}}
         (tmp / "preprocess.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
+        if replace:                  # only a folder an earlier import made (check_output_folder)
             shutil.rmtree(out)
+        elif out.exists():
+            out.rmdir()              # empty
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -185,6 +200,7 @@ def ombria_raw_scenes(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, O
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise GoldError("OMBRIA folder not found", path=src)
+    check_limit(limit)
     numbers = ombria_tiles(src, split)[:limit]
     names = [f"ombria_{n}" for n in numbers]
     refuse_existing_scenes(out, names, overwrite)

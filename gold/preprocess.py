@@ -21,7 +21,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 from fastcore.basics import patch
 
-from .core import Config, GoldError, atomic_path, atomic_write_text, get_logger, progress
+from .core import (Config, GoldError, atomic_path, atomic_write_text, check_output_folder, get_logger,
+                       progress, read_json)
 from .norm import sar_units_of_file
 from .io import (LABEL_OUTSIDE, SPLIT_CODES, Scene, SceneInfo, check_scene, find_scenes, open_aligned, open_raster,
                      read_window, write_geotiff)
@@ -35,7 +36,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'SPLITS', 'ROLES', 'PreprocessConfig', 'tile_starts', 'block_segments', 'min_blocks', 'choose_block',
            'scene_tiles', 'SceneReader', 'mask_to_split', 'sar_display_values', 'display_range', 'to_png_rgb',
-           'write_png', 'scene_block', 'preprocess', 'add_preprocess_args', 'run_preprocess']
+           'write_png', 'is_preprocess_output', 'scene_block', 'preprocess', 'add_preprocess_args', 'run_preprocess']
 
 # %% ../nbs/03_preprocess.ipynb #151f1dda
 SPLITS = ("train", "val", "test")
@@ -375,19 +376,21 @@ def _is_up_to_date(out: Path, fingerprint: dict) -> bool:
     return True
 
 
+def is_preprocess_output(marker: Path,  # a preprocess.json
+                         ) -> bool:
+    "Whether a preprocess.json was written by `gold preprocess` (an importer's carries its `source`)."
+    meta = read_json(marker)
+    return isinstance(meta, dict) and "config" in meta and "source" not in meta
+
+
 def _check_output(raw: Path, out: Path, fingerprint: dict, overwrite: bool) -> None:
     "Refuse to write where it would destroy inputs or someone else's files."
     r, o = raw.resolve(), out.resolve()
     if r == o or o in r.parents:
         raise GoldError("output folder is the raw folder or contains it; choose another --out", path=out)
-    if out.exists() and not out.is_dir():
-        raise GoldError("output exists and is not a folder", path=out)
-    if not out.exists() or not any(out.iterdir()):
-        return
+    if not check_output_folder(out, "preprocess", "preprocess.json", overwrite=True, made_by=is_preprocess_output):
+        return                                   # new or empty; else made by gold preprocess: replaceable
     meta = out / "preprocess.json"
-    if not meta.is_file():
-        raise GoldError("output folder is not empty and holds no preprocess.json; refusing to replace it "
-                        "(choose an empty or new --out)", path=out)
     if not overwrite:
         try:
             old = json.loads(meta.read_text())
@@ -442,6 +445,8 @@ def _tile_verdict(reader: SceneReader, row, cfg: PreprocessConfig, dup: dict) ->
     if dup[row.Index]:
         return {**stats, "reason": f"duplicate of {dup[row.Index]}"}, None
     rest = reader.read_rest(row.row_off, row.col_off, size, valid_a)
+    if not np.isfinite(rest["B"]).all(0).any():          # no SAR pixel (its labels are ignored for that reason)
+        return {**stats, "reason": "no_sar"}, None
     if not (rest["label"] != 255).any():
         return {**stats, "reason": "unlabelled"}, None
     if reader.s is not None:
@@ -546,7 +551,7 @@ def _assign(df: pd.DataFrame, groups: dict, cfg: PreprocessConfig, raw: Path) ->
     drawn = df.kept & (df.split_hint != "")
     df["split"] = np.where(drawn, df.split_hint, "")
     if not df.kept.any():
-        raise GoldError("no tile survived the filters (all black/nodata, duplicate, unlabelled or no split)",
+        raise GoldError("no tile survived the filters (all black/nodata, no SAR, duplicate, unlabelled or no split)",
                         path=raw)
     rand = df.kept & ~drawn
     kept = df[rand]

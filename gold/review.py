@@ -27,7 +27,7 @@ from .mapview import (LAYERS, POLYGON_COLOUR, WEB_MERCATOR, DisplayGrid, Predict
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OVERVIEW_MIN', 'SAR_EPS', 'RASTER_PANE', 'placed_vrt', 'tile_source', 'band_limits', 'ReviewMap',
+__all__ = ['log', 'OVERVIEW_MIN', 'SAR_EPS', 'RASTER_PANE', 'placed_vrt', 'tile_source', 'band_limits', 'in_kernel', 'ReviewMap',
            'shared_tile_source', 'review_map']
 
 # %% ../nbs/11d_review.ipynb #665df9e6
@@ -129,6 +129,15 @@ def _sar_expression(units: str) -> str | None:
     return f"10*log10(where(b1 > {SAR_EPS!r}, b1, {SAR_EPS!r}))" if units == "linear" else None
 
 # %% ../nbs/11d_review.ipynb #6ea3a561
+def in_kernel() -> bool:
+    "Whether this runs in a Jupyter kernel (a frontend can draw widgets), not a script or a terminal IPython."
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
 class ReviewMap:
     """optical t1 | SAR t2 on a leafmap split map, tiled from the files, with a `gold predict` folder on top."""
     polygon_layer = True  # draw the predicted polygons as a read-only layer
@@ -141,6 +150,8 @@ class ReviewMap:
                  draw: bool = False,  # add leafmap's draw control (`Annotator`)
                  ):
         import leafmap.leafmap as lm
+        if not in_kernel():    # no frontend to bridge tiles to: localtileserver would print its bridge widget's repr
+            os.environ.setdefault("LOCALTILESERVER_DISABLE_JUPYTER_LOOPBACK", "1")
         self.scene = resolve_scene(scene)
         self.pred: Prediction | None = read_prediction(pred_dir) if pred_dir is not None else None
         info = check_scene(self.scene)
@@ -294,8 +305,19 @@ def view(self: ReviewMap):
 
 
 @patch
+def __repr__(self: ReviewMap) -> str:
+    "One line saying what the map is and how to see it outside JupyterLab."
+    pred = f" with the prediction in {self.pred.folder}" if self.pred is not None else ""
+    return (f"ReviewMap of scene {self.scene.name}{pred}: an interactive map for JupyterLab; outside it, write an "
+            "offline page with gold.mappage.save_html(m, 'page.html')")
+
+
+@patch
 def _ipython_display_(self: ReviewMap):
     from IPython.display import display
+    if not in_kernel():                                   # a terminal or a script: a widget cannot draw there
+        print(repr(self))
+        return
     display(self.map)
 
 # %% ../nbs/11d_review.ipynb #e287d9bc

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 
-from .core import (Config, GoldError, atomic_path, atomic_write_text, environment_info, get_device,
-                       get_logger, progress, seed_everything)
+from .core import (Config, GoldError, atomic_path, atomic_write_text, check_output_folder, environment_info,
+                       get_device, get_logger, progress, read_json, seed_everything)
 
 # re-exported: these names stay importable from gold.train
 from .checkpoints import (load_checkpoint, load_student, rng_state, save_checkpoint, set_rng_state,
@@ -36,12 +36,13 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready',
-           'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data', 'build_datasets',
-           'change_fraction', 'build_run_model', 'build_optimizer', 'fixed_threshold', 'evaluate', 'choose_thresholds',
-           'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer', 'absolute_data_paths',
-           'relative_to_run', 'portable_data_paths', 'train', 'evaluate_run', 'add_train_args', 'run_train',
-           'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
+           'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data', 'data_fingerprint',
+           'build_datasets', 'change_fraction', 'build_run_model', 'build_optimizer', 'fixed_threshold', 'evaluate',
+           'choose_thresholds', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer',
+           'absolute_data_paths', 'relative_to_run', 'portable_data_paths', 'train', 'check_trained_on', 'evaluate_run',
+           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
+           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
+           'load_student']
 
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
@@ -58,6 +59,15 @@ class DataConfig(Config):
     workers: int = 0  # data loader worker processes
     use_opt_t2: bool = True  # feed optical t2 to the teacher when the tiles have it
     synth: dict | None = None  # if root is missing: {size, n_scenes, seed, tile, stride} to synthesise it
+
+    def check(self) -> str | None:
+        "The first out-of-range data setting, as one line (None when all are valid)."
+        if self.crop < 16 or self.crop % 16:
+            return f"crop must be a positive multiple of 16, got {self.crop}"
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                return f"{name} must be at least 1, got {getattr(self, name)}"
+        return f"workers must not be negative, got {self.workers}" if self.workers < 0 else None
 
 
 @dataclasses.dataclass
@@ -101,6 +111,16 @@ class TrainConfig(Config):
     precision: str = "auto"  # auto (bf16 on a GPU or a CPU with bf16 matrix units, else fp32) | fp32 | bf16
     channels_last: bool = True  # channels_last memory format whenever autocasting to bf16/fp16
     max_batches: int | None = None  # cap on training batches per epoch (quick runs)
+
+    def check(self) -> str | None:
+        "The first out-of-range run setting, as one line (None when all are valid)."
+        if self.epochs < 1:
+            return f"epochs must be at least 1, got {self.epochs}"
+        if self.threshold != "auto" and (isinstance(self.threshold, str) or not 0 <= self.threshold <= 1):
+            return f"threshold must be 'auto' or a number in [0, 1], got {self.threshold!r}"
+        if self.max_batches is not None and self.max_batches < 1:
+            return f"max_batches must be at least 1 (or null), got {self.max_batches}"
+        return f"optim.lr must be positive, got {self.optim.lr}" if self.optim.lr <= 0 else None
 
 # %% ../nbs/08_train.ipynb #9bc62a07
 def lr_factor(epoch: int,  # 0-based epoch about to run
@@ -197,6 +217,30 @@ def _split_exists(root: Path, split: str) -> bool:
     return (root / split / "A").is_dir() and any((root / split / "A").glob("*.tif"))
 
 
+def _check_crop(root: Path, crop: int | None) -> None:
+    "Refuse a crop larger than the smallest train tile (from the manifest), before a run folder is made."
+    manifest = root / "manifest.csv"
+    if crop is None or not manifest.is_file():              # None: whole tiles (the classic)
+        return
+    import pandas as pd
+    df = pd.read_csv(manifest, dtype={"tile": str}, keep_default_na=False)
+    if not {"split", "height", "width"} <= set(df.columns) or not (df["split"] == "train").any():
+        return
+    rows = df[df["split"] == "train"]
+    side = int(min(rows["height"].min(), rows["width"].min()))
+    if crop > side:
+        raise GoldError(f"data.crop {crop} is larger than the train tiles ({side} px); use data.crop <= {side}",
+                        path=manifest)
+
+
+def data_fingerprint(root: str | os.PathLike,  # a preprocessed folder
+                     ) -> str | None:
+    "The SHA-256 of the folder's manifest.csv (what a run records of the data it trained on); None without one."
+    import hashlib
+    manifest = Path(root) / "manifest.csv"
+    return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
+
+
 def build_datasets(cfg: TrainConfig,  # the run's config
                    ) -> dict:
     "Train, val and test datasets (val/test None when absent) sharing the train split's statistics."
@@ -206,6 +250,7 @@ def build_datasets(cfg: TrainConfig,  # the run's config
         raise GoldError("preprocessed data folder not found (run `gold preprocess` first)", path=root)
     if not _split_exists(root, "train"):
         raise GoldError("data folder has no train split (expected train/A/*.tif)", path=root)
+    _check_crop(root, cfg.data.crop)
     train = TileDataset(root, "train", crop=cfg.data.crop, augment=True, use_opt_t2=cfg.data.use_opt_t2)
     stats = train.stats
     val_root = Path(cfg.data.val_root) if cfg.data.val_root else root
@@ -548,10 +593,13 @@ def fit(self: Trainer,
     if rank() == 0 and self.epoch == 0:
         self.out.mkdir(parents=True, exist_ok=True)
         self.record_config().save(self.out / "config.yaml")
-        env = {**environment_info(), "precision": self.precision.name}
+        env = {**environment_info(), "precision": self.precision.name,
+               "data": {"root": relative_to_run(cfg.data.root, self.out),
+                        "manifest_sha256": data_fingerprint(cfg.data.root)}}
         atomic_write_text(self.out / "environment.json", json.dumps(env, indent=2) + "\n")
-    if self.val_loader is None and self.epoch == 0:
-        log.warning("no validation data: the last epoch will be selected")
+    if self.val_loader is None and self.epoch == 0 and rank() == 0:   # one warning, from one process
+        log.warning("no validation data: the last epoch will be selected%s and no validation score is recorded",
+                    ", the threshold is 0.5" if cfg.threshold == "auto" else "")
     while self.epoch < cfg.epochs:
         if stop_after is not None and self.epoch >= stop_after:
             return {"name": cfg.name, "stopped_after": self.epoch}
@@ -601,7 +649,8 @@ def finish(self: Trainer) -> dict:
     self.net.load_state_dict(best["model"])
     self.net.to(memory_format=torch.contiguous_format)   # scored as inference runs it: float32, NCHW
     thresholds = self.thresholds()
-    extra = {"epoch": best["epoch"], "val_score": best["score"], "select_metric": cfg.select_metric,
+    extra = {"epoch": best["epoch"], "val_score": best["score"] if self.val_loader is not None else None,
+             "select_metric": cfg.select_metric,
              "threshold": thresholds["student"], "threshold_setting": cfg.threshold, "run": cfg.name}
     if "teacher" in thresholds:
         extra["teacher_threshold"] = thresholds["teacher"]
@@ -610,7 +659,8 @@ def finish(self: Trainer) -> dict:
         extra["threshold_tta"] = tta
     if rank() == 0:
         save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
-    summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": best["score"],
+    val_score = best["score"] if self.val_loader is not None else None   # without validation: no score, not 0
+    summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": val_score,
                "epochs": cfg.epochs, "thresholds": thresholds}
     if dist_ready():
         summary["rank_checksums"] = rank_checksums(self.net)
@@ -633,8 +683,7 @@ def _thresholds(self) -> dict[str, float]:
     fixed = fixed_threshold(cfg.threshold)
     if cfg.threshold != "auto":
         return {"student": fixed, "teacher": fixed}
-    if self.val_loader is None:
-        log.warning("threshold auto without validation data: using 0.5")
+    if self.val_loader is None:                  # `fit` warned once: no validation data, threshold 0.5
         return {"student": 0.5, "teacher": 0.5}
     chosen = choose_thresholds(self.model, self.val_loader, self.final_precision())
     at_half = evaluate(self.model, self.val_loader, self.final_precision(), 0.5)
@@ -718,6 +767,8 @@ def train(cfg: TrainConfig,  # the run's config
           ) -> dict:
     "Train (or resume) a run; returns its summary."
     out = Path(out)
+    if not resume:                       # a user's folder or a file is refused; a run's is kept for --overwrite below
+        check_output_folder(out, "train", "config.yaml", overwrite=True)
     if resume:
         if (out / CLASSIC_FILE).is_file() and not (out / "last.pt").exists():
             raise GoldError("a classic run is fitted in one go: nothing to resume (train again with --overwrite)",
@@ -730,6 +781,7 @@ def train(cfg: TrainConfig,  # the run's config
     else:
         if (out / "last.pt").exists() and not overwrite:
             raise GoldError("run folder already holds a run; use --resume to continue or --overwrite", path=out)
+        cfg = TrainConfig.from_dict(cfg.to_dict(), source="config")   # checked as a loaded config is
         if cfg.model.variant == "classic":          # the pixel classifier: fitted in one go (gold.classic_model)
             from gold.classic_model import train_classic
             return train_classic(absolute_data_paths(cfg), out, overwrite)
@@ -737,6 +789,18 @@ def train(cfg: TrainConfig,  # the run's config
     return trainer.fit(stop_after)
 
 # %% ../nbs/08_train.ipynb #8f7ca839
+def check_trained_on(run: str | os.PathLike,  # a run folder
+                     root: str | os.PathLike,  # the data folder its config names
+                     ) -> None:
+    "Refuse a data folder whose manifest differs from the one the run recorded in environment.json (moved runs)."
+    recorded = (read_json(Path(run) / "environment.json") or {}).get("data", {}).get("manifest_sha256")
+    found = data_fingerprint(root)
+    if recorded and found != recorded:
+        raise GoldError(f"is not the data the run {Path(run).name} trained on (manifest hash "
+                        f"{(found or 'none')[:12]} vs {recorded[:12]} recorded in environment.json); "
+                        f"pass --data {root} to score it anyway", path=root)
+
+
 def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and config.yaml
                  split: str = "test",  # train | val | test
                  data: str | os.PathLike | None = None,  # preprocessed folder; default the run's data.root
@@ -751,10 +815,16 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     from gold.checkpoints import run_model
     from gold.metrics import ConfusionMatrix, colorize_errors, error_map, student_probability
     run = Path(run)
+    if batch_size < 1:
+        raise GoldError(f"batch size must be at least 1, got {batch_size}", path="--batch-size")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise GoldError(f"threshold must be in [0, 1], got {threshold}", path="--threshold")
     cfg = absolute_data_paths(TrainConfig.load(run / "config.yaml"), base=run)
     root = Path(data or cfg.data.root)
     if not root.is_dir():
         raise GoldError("preprocessed data folder not found (moved or deleted? pass --data)", path=root)
+    if data is None:
+        check_trained_on(run, root)
     if not _split_exists(root, split):
         raise GoldError(f"no {split} split in the data folder", path=root)
     dev = get_device(device)
@@ -775,6 +845,8 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
             _save_maps(maps, batch["name"], pred.cpu().numpy(), batch["mask"].numpy(), error_map, colorize_errors)
     scores = {"split": split, "data": relative_to_run(root, run), "threshold": threshold, "tta": tta,
               "student": cm.scores()}
+    if not any(scores["student"][k] for k in ("tp", "fp", "fn", "tn")):
+        raise GoldError(f"no labelled pixel in the {split} split: nothing to score", path=root)
     atomic_write_text(run / f"{split}_scores{'_tta' if tta else ''}.json", json.dumps(scores, indent=2) + "\n")
     return scores
 
