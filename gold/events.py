@@ -77,7 +77,7 @@ def import_ombria_events(src: str | os.PathLike,  # the events folder (`<EVENT>/
     "Write OMBRIA's unseen flood events as a test-only preprocessed tile folder; return the manifest."
     src, out = Path(src), Path(out)
     found = list_events(src)
-    events = list(events) if events else found
+    events = list(dict.fromkeys(events)) if events else found       # each event once, in the order given
     unknown = [e for e in events if e not in found]
     if unknown:
         raise GoldError(f"unknown event(s) {', '.join(unknown)}; found: {', '.join(found)}", path=src)
