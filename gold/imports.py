@@ -131,13 +131,18 @@ def add_import_args(parser: argparse.ArgumentParser,  # the `gold import` parser
     src.add_argument("--real", type=Path, help="folder of the real pixel-grid scenes (e.g. ../shared/data/real)")
     src.add_argument("--ombria", type=Path, help="an OMBRIA-layout folder (e.g. ../shared/data/real/ombria): "
                      "written as a preprocessed tile folder, published train/test kept")
+    src.add_argument("--ombria-events", type=Path, help="OMBRIA's unseen-event folder (e.g. ../shared/data/real/"
+                     "ombria/events2021): written as a test-only preprocessed tile folder, tiles named by event")
     parser.add_argument("--out", required=True, type=Path,
-                        help="raw scene folder to write (--real) or preprocessed tile folder (--ombria)")
+                        help="raw scene folder to write (--real) or preprocessed tile folder "
+                             "(--ombria, --ombria-events)")
     parser.add_argument("--val", type=float, default=0.1, help="--ombria: share of train tiles held out for validation")
     parser.add_argument("--seed", type=int, default=0, help="--ombria: seed of the validation draw")
     parser.add_argument("--limit", type=int, default=None, help="--ombria: first N tiles of each split only")
     parser.add_argument("--scenes", nargs="+", default=None, choices=list(REAL_SCENES),
                         help="scenes to import (default: all present)")
+    parser.add_argument("--events", nargs="+", default=None,
+                        help="--ombria-events: event folders to import (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing raw files")
 
 
@@ -147,4 +152,7 @@ def run_import(args: argparse.Namespace,  # parsed `gold import` arguments
     if args.ombria is not None:
         from gold.ombria import import_ombria
         return import_ombria(args.ombria, args.out, args.val, args.seed, args.limit, args.overwrite).tile.tolist()
+    if args.ombria_events is not None:
+        from gold.events import import_ombria_events
+        return import_ombria_events(args.ombria_events, args.out, args.events, args.overwrite).tile.tolist()
     return import_real_scenes(args.real, args.out, args.scenes, args.overwrite)

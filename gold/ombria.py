@@ -21,8 +21,8 @@ from .io import read_pixel_grid, refuse_existing_scenes, write_geotiff
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_ombria_tile', 'ombria_split', 'check_limit',
-           'is_ombria_output', 'import_ombria', 'ombria_raw_scenes']
+__all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_tile_images', 'read_ombria_tile', 'ombria_split',
+           'write_ombria_tile', 'check_limit', 'is_ombria_output', 'import_ombria', 'ombria_raw_scenes']
 
 # %% ../nbs/03a_ombria.ipynb #2276ab14
 OMBRIA_ROLES = {  # role -> (sensor folder, sub-folder, file prefix)
@@ -70,14 +70,13 @@ def _sar_band(arr: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr[:1])
 
 
-def read_ombria_tile(root: str | os.PathLike,  # the OMBRIA folder
-                     split: str,  # published split: train or test
-                     number: str,  # the tile number NNNN
+def read_tile_images(paths: dict[str, Path],  # role (A, B, C, label) -> PNG file
+                     tile: str,  # the tile's name, for the size error
                      ) -> dict[str, np.ndarray]:
-    "The four arrays of one tile: A, C [3, H, W] uint8, B [1, H, W] uint8, label [H, W] 0/255 uint8."
+    "The four arrays of one tile from its PNGs: A, C [3, H, W] uint8, B [1, H, W] uint8, label [H, W] 0/255 uint8."
     out = {}
     for role in OMBRIA_ROLES:
-        path = ombria_path(root, split, role, number)
+        path = Path(paths[role])
         arr, _ = read_pixel_grid(path)
         if arr.dtype != np.uint8:
             raise GoldError(f"expected 8-bit pixels, got {arr.dtype}", path=path)
@@ -95,9 +94,16 @@ def read_ombria_tile(root: str | os.PathLike,  # the OMBRIA folder
         out[role] = arr
     shapes = {r: a.shape[-2:] for r, a in out.items()}
     if len(set(shapes.values())) > 1:
-        raise GoldError(f"the four images of tile {number} differ in size: {shapes}",
-                        path=ombria_path(root, split, "A", number))
+        raise GoldError(f"the four images of tile {tile} differ in size: {shapes}", path=paths["A"])
     return out
+
+
+def read_ombria_tile(root: str | os.PathLike,  # the OMBRIA folder
+                     split: str,  # published split: train or test
+                     number: str,  # the tile number NNNN
+                     ) -> dict[str, np.ndarray]:
+    "The four arrays of one tile: A, C [3, H, W] uint8, B [1, H, W] uint8, label [H, W] 0/255 uint8."
+    return read_tile_images({role: ombria_path(root, split, role, number) for role in OMBRIA_ROLES}, number)
 
 # %% ../nbs/03a_ombria.ipynb #27e07302
 def ombria_split(train: list[str],  # published train tile numbers
@@ -115,7 +121,13 @@ def ombria_split(train: list[str],  # published train tile numbers
     return {**{n: ("val" if n in held else "train") for n in train}, **{n: "test" for n in test}}
 
 # %% ../nbs/03a_ombria.ipynb #cdb348b9
-def _write_tile(tmp: Path, split: str, name: str, arrays: dict, source: str) -> None:
+def write_ombria_tile(tmp: Path,  # the folder being written (holding {split}/{A,B,C,label}/)
+                      split: str,  # train, val or test
+                      name: str,  # the tile's name (file stem)
+                      arrays: dict,  # the four arrays, as `read_tile_images` returns them
+                      source: str,  # recorded in the GeoTIFF tags
+                      ) -> dict:
+    "Write one tile's four GeoTIFFs (SAR tagged amplitude DN, label 0/1); return its manifest row."
     ident = Affine.identity()
     tags = {"source": source, "note": "OMBRIA tile; no CRS: a pixel grid (identity transform)"}
     write_geotiff(tmp / split / "A" / f"{name}.tif", arrays["A"], None, ident, tags=tags,
@@ -127,6 +139,10 @@ def _write_tile(tmp: Path, split: str, name: str, arrays: dict, source: str) -> 
     label = np.where(arrays["label"] > 0, 1, 0).astype(np.uint8)
     write_geotiff(tmp / split / "label" / f"{name}.tif", label, None, ident,
                   tags={**tags, "values": "0=no change, 1=change"}, band_names=["change"])
+    h, w = label.shape
+    return dict(tile=name, split=split, kept=True, reason="", scene=name, row_off=0, col_off=0, height=h, width=w,
+                has_opt_t2=True, crs="", transform="1 0 0 0 1 0", changed_pixels=int(label.sum()),
+                labelled_pixels=h * w)
 
 
 def check_limit(limit: int | None,  # the --limit a user gave
@@ -165,12 +181,8 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
             pub = "test" if split == "test" else "train"
             arrays = read_ombria_tile(src, pub, number)
             name = f"ombria_{number}"
-            _write_tile(tmp, split, name, arrays, f"{src.name} {pub} {number}")
-            h, w = arrays["label"].shape
-            rows.append(dict(tile=name, split=split, kept=True, reason="", scene=name, row_off=0, col_off=0,
-                             height=h, width=w, has_opt_t2=True, crs="", transform="1 0 0 0 1 0",
-                             changed_pixels=int((arrays["label"] > 0).sum()), labelled_pixels=h * w,
-                             published_split=pub, number=number))
+            row = write_ombria_tile(tmp, split, name, arrays, f"{src.name} {pub} {number}")
+            rows.append({**row, "published_split": pub, "number": number})
         df = pd.DataFrame(rows)
         df.to_csv(tmp / "manifest.csv", index=False)
         info = {"source": "ombria", "input": str(src), "val": val, "seed": seed, "limit": limit,

@@ -905,11 +905,23 @@ def add_evaluate_args(parser: argparse.ArgumentParser,  # the `gold evaluate` pa
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
     parser.add_argument("--tta", action="store_true",
                         help="average the 8 flips and quarter turns (threshold: the one training chose for --tta)")
+    parser.add_argument("--by-event", action="store_true",
+                        help="one score per event too, on an events folder (`gold import --ombria-events`); "
+                             "writes events_scores.json")
 
 
 def run_evaluate(args: argparse.Namespace,  # parsed `gold evaluate` arguments
                  ) -> dict:
     "Run `gold evaluate`."
+    if args.by_event:
+        from gold.event_scores import evaluate_events, format_event_scores
+        if args.data is None or args.save_maps:
+            raise GoldError("--by-event needs --data (an events folder) and takes no --save-maps",
+                            path="--data" if args.data is None else "--save-maps")
+        scores = evaluate_events(args.run, args.data, args.split, args.threshold, args.device,
+                                 args.batch_size, args.tta)
+        print(format_event_scores(scores))
+        return scores
     scores = evaluate_run(args.run, args.split, args.data, args.save_maps, args.threshold, args.device,
                           args.batch_size, args.tta)
     s = scores["student"]
