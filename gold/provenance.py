@@ -360,18 +360,23 @@ def _recorded_here(records: dict,  # report name -> its provenance record
                    ) -> dict:
     "(report, row config) -> what the report's commit computes here: for records made on another machine, and for rows today's code does not reproduce on one of the same name."
     jobs: dict[str, dict] = {}
+    repo = repo_root(".")
+    head = _package_is_head(repo)
+    commit_now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                                text=True).stdout.strip() if repo is not None else None
     for name, prov in records.items():
         if not prov.get("report_commit"):
             continue
         same = prov.get("machine") == here          # same CPU name and kernel level: not always the same numbers
+        if same and prov["report_commit"] == commit_now:  # the report's own commit: a record it does not reproduce is stale
+            continue
         for r in prov["rows"]:
             key = json.dumps(r["config"], sort_keys=True)
             if r.get("fingerprint") is None or (same and (now is None or not behaviour_change(r["fingerprint"], now[key]))):
                 continue
             job = jobs.setdefault(prov["report_commit"], {})
             job.setdefault(key, (r["config"], []))[1].append(name)
-    repo = repo_root(".")
-    head, found = _package_is_head(repo), {}
+    found = {}
     for commit, cfgs in jobs.items():
         log.info("report check: %d config(s) recorded on another machine (or not reproduced on this one), "
                  "probed here at %s", len(cfgs), commit[:8])
