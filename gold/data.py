@@ -23,7 +23,7 @@ from .io import open_raster, read_window
 
 # re-exported: these names stay importable from gold.data
 from .augment import (apply_geometry, apply_jitter, AugmentConfig, draw_geometry, draw_jitter)
-from .norm import (compute_norm_stats, IGNORE, IMAGENET_MEAN, imagenet_optical, IMAGENET_STD,
+from .norm import (compute_norm_stats, IGNORE, image_sar_moments, IMAGENET_MEAN, imagenet_optical, IMAGENET_STD,
                        load_or_compute_stats, NormStats, SAR_EPS, sar_space, sar_to_space, SAR_UNIT_ALIASES,
                        SAR_UNITS, sar_units_of, STATS_FILE, valid_bands)
 
@@ -161,8 +161,10 @@ def __getitem__(self: _PairDataset, i: int) -> dict:
     counts = [x.shape[0] for x in images]
     img = torch.from_numpy(np.concatenate(images) if len(images) > 1 else images[0])
     mask = torch.from_numpy(np.ascontiguousarray(raw.mask))
-    fill = self._fill_values(counts)
     invalid = self._invalid(raw, units)
+    if self.stats is not None:
+        mean, std = self._sample_mean_std(images[1], invalid, len(counts) > 2)
+    fill = mean if self.stats is not None else torch.zeros(sum(counts))   # values that normalise to 0
     if invalid is not None and invalid.any():
         inv = torch.from_numpy(invalid)
         img = torch.where(inv, fill[:, None, None], img)
@@ -193,7 +195,6 @@ def __getitem__(self: _PairDataset, i: int) -> dict:
             for k in [0] + list(range(2, len(parts))):
                 apply_jitter(parts[k], jitter, bounds, inplace=True)
     if self.stats is not None:
-        mean, std = self._mean_std(len(counts) > 2)
         img.sub_(mean[:, None, None]).div_(std[:, None, None])
     sample = {"opt_t1": parts[0], "sar_t2": parts[1]}
     if len(parts) > 2:
@@ -232,11 +233,18 @@ def _mean_std(self: _PairDataset, with_c: bool) -> tuple[torch.Tensor, torch.Ten
 
 
 @patch
-def _fill_values(self: _PairDataset, counts: list[int]) -> torch.Tensor:
-    "Per-band values that normalise to 0 (the stats' means; 0 without stats)."
-    if self.stats is None:
-        return torch.zeros(sum(counts))
-    return self._mean_std(len(counts) > 2)[0]
+def _sample_mean_std(self: _PairDataset,
+                     sar: np.ndarray,  # [C_sar, H, W] this sample's SAR in the statistics' space, before any crop
+                     invalid: np.ndarray | None,  # [H, W] True where any image is invalid (None: none is)
+                     with_c: bool,  # optical t2 is stacked too
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    "This sample's per-channel mean and std: the split's, with the SAR bands' own moments under `sar_per_image`."
+    mean, std = self._mean_std(with_c)
+    if self.stats.sar_per_image:
+        o, k = self.opt_bands, self.sar_bands
+        m, s = image_sar_moments(sar, None if invalid is None else ~invalid)
+        mean[o:o + k], std[o:o + k] = torch.from_numpy(m), torch.from_numpy(s)
+    return mean, std
 
 
 @patch

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 
 from .core import GoldError, check_output_folder, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
-from .norm import sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
+from .norm import image_sar_moments, sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import LABEL_OUTSIDE, PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .metrics import ConfusionMatrix, change_probability, error_map, student_probability
 from .checkpoints import load_student
@@ -183,6 +183,30 @@ class SceneSource:
         self.opt_bands = self.opt.count
         self.mean = np.array(stats.opt_mean + stats.sar_mean, np.float32)[:, None, None]
         self.std = np.array(stats.opt_std + stats.sar_std, np.float32)[:, None, None]
+        if stats.sar_per_image:
+            self._use_scene_sar_moments()
+
+    def _use_scene_sar_moments(self,
+                               side: int = 1024,  # longest side of the reduced read the moments come from
+                               ) -> None:
+        "Standardise SAR by the scene's own moments (`NormStats.sar_per_image`), from a read of bounded size."
+        h, w = self.opt.height, self.opt.width
+        f = max(1, math.ceil(max(h, w) / side))
+        shape = (max(1, h // f), max(1, w // f))
+        opt = self.opt.read(out_shape=(self.opt.count, *shape), resampling=Resampling.nearest)
+        sar = self.sar.read(out_shape=(self.sar.count, *shape), resampling=Resampling.nearest)
+        m, s = image_sar_moments(sar_to_space(sar, self.sar_units), self._valid(opt, sar))
+        self.mean[self.opt_bands:, 0, 0], self.std[self.opt_bands:, 0, 0] = m, s
+
+    def _valid(self, opt: np.ndarray, sar: np.ndarray) -> np.ndarray:
+        "[h, w] True where optical t1 and SAR t2 are both valid."
+        valid = np.ones(opt.shape[1:], bool)
+        for x, nodata, positive in ((opt, self.opt.nodata, False),
+                                    (sar, self.sar.nodata, self.sar_units == "linear")):
+            ok = valid_bands(x, nodata, positive=positive)
+            if ok is not None:
+                valid &= ok.all(0)
+        return valid
 
     def read(self,
              window: Window,  # window of optical t1's grid
@@ -190,12 +214,7 @@ class SceneSource:
         "Standardised [opt_bands + sar_bands, h, w] float32 and the validity mask [h, w]."
         opt = read_window(self.opt, window, path=self.paths[0])
         sar = read_window(self.sar, window, path=self.paths[1])
-        valid = np.ones(opt.shape[1:], bool)
-        for x, nodata, positive in ((opt, self.opt.nodata, False),
-                                    (sar, self.sar.nodata, self.sar_units == "linear")):
-            ok = valid_bands(x, nodata, positive=positive)
-            if ok is not None:
-                valid &= ok.all(0)
+        valid = self._valid(opt, sar)
         x = np.concatenate([opt.astype(np.float32), sar_to_space(sar, self.sar_units)])
         x = (x - self.mean) / self.std
         x[:, ~valid] = 0.0

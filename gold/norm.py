@@ -20,8 +20,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SAR_UNITS', 'SAR_UNIT_ALIASES', 'SAR_EPS', 'IGNORE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'STATS_FILE',
-           'sar_units_of', 'sar_space', 'sar_to_space', 'sar_units_of_file', 'NormStats', 'imagenet_optical',
-           'compute_norm_stats', 'valid_bands', 'load_or_compute_stats']
+           'SAR_MIN_STD', 'sar_units_of', 'sar_space', 'sar_to_space', 'sar_units_of_file', 'NormStats',
+           'imagenet_optical', 'compute_norm_stats', 'valid_bands', 'load_or_compute_stats', 'image_sar_moments']
 
 # %% ../nbs/04b_norm.ipynb #f6235957
 SAR_UNITS = ("linear", "db", "amplitude_dn")
@@ -105,6 +105,7 @@ class NormStats(Config):
     n_tiles: int = 0  # train tiles read
     fingerprint: str = ""  # what the numbers were computed from (reuse check)
     eps: float = SAR_EPS  # linear power floor before dB
+    sar_per_image: bool = False  # SAR standardised by each image's own moments (`image_sar_moments`), not the split's
     version: int = 1  # format version
 
     @property
@@ -255,3 +256,19 @@ def load_or_compute_stats(train: "_PairDataset",  # a dataset over the train spl
     except OSError as err:
         log.warning("cannot save %s (%s); statistics kept in memory", path, err)
     return stats
+
+# %% ../nbs/04b_norm.ipynb #4d58c0a9
+SAR_MIN_STD = 1e-3  # floor of a per-image standard deviation (a constant image)
+
+
+def image_sar_moments(sar: np.ndarray,  # [C_sar, H, W] SAR of one image, in the statistics' space
+                      valid: np.ndarray | None = None,  # [H, W] True where usable (None: every finite value)
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    "Per-band mean and standard deviation of one image's SAR over its valid pixels (0 and 1 when none is)."
+    x = sar.reshape(sar.shape[0], -1).astype(np.float64)
+    ok = np.isfinite(x) if valid is None else np.isfinite(x) & valid.reshape(1, -1)
+    n = ok.sum(1)
+    mean = np.where(n > 0, np.where(ok, x, 0).sum(1) / np.maximum(n, 1), 0.0)
+    var = np.where(ok, (x - mean[:, None]) ** 2, 0).sum(1) / np.maximum(n, 1)
+    std = np.where(n > 0, np.maximum(np.sqrt(var), SAR_MIN_STD), 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)

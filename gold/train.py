@@ -58,6 +58,7 @@ class DataConfig(Config):
     eval_batch_size: int = 8  # evaluation batch size
     workers: int = 0  # data loader worker processes
     use_opt_t2: bool = True  # feed optical t2 to the teacher when the tiles have it
+    sar_norm: str = "split"  # SAR standardised by the train split's moments ("split") or each image's own ("image": 8-bit quicklooks)
     synth: dict | None = None  # if root is missing: {size, n_scenes, seed, tile, stride} to synthesise it
 
     def check(self) -> str | None:
@@ -67,6 +68,8 @@ class DataConfig(Config):
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 return f"{name} must be at least 1, got {getattr(self, name)}"
+        if self.sar_norm not in ("split", "image"):
+            return f"sar_norm must be split or image, got {self.sar_norm!r}"
         return f"workers must not be negative, got {self.workers}" if self.workers < 0 else None
 
 
@@ -252,7 +255,7 @@ def build_datasets(cfg: TrainConfig,  # the run's config
         raise GoldError("data folder has no train split (expected train/A/*.tif)", path=root)
     _check_crop(root, cfg.data.crop)
     train = TileDataset(root, "train", crop=cfg.data.crop, augment=True, use_opt_t2=cfg.data.use_opt_t2)
-    stats = train.stats
+    train.stats = stats = dataclasses.replace(train.stats, sar_per_image=cfg.data.sar_norm == "image")
     val_root = Path(cfg.data.val_root) if cfg.data.val_root else root
     sets = {"train": train, "stats": stats}
     for split, where in (("val", val_root), ("test", root)):
