@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .classic_model import CLASSIC_FILE, is_classic_file
+from .stack_model import STACK_FILE, is_stack_file
 from .core import GoldError, atomic_path, get_logger
 
 log = get_logger(__name__)
@@ -84,13 +85,16 @@ def student_checkpoint(model: nn.Module,  # a GoldNet (or DDP around one)
             **(extra or {})}
 
 # %% ../nbs/08b_checkpoints.ipynb #bd2fc452
-def load_student(path: str | os.PathLike,  # a `student.pt` (or a classic run's `classic.json`)
+def load_student(path: str | os.PathLike,  # a `student.pt` (or a classic run's `classic.json`, a stack's `stack.json`)
                  device: str | torch.device = "cpu",  # where the model runs
                  opt_bands: int | None = None,  # the data's optical bands, checked when given
                  sar_bands: int | None = None,  # the data's SAR bands, checked when given
                  ) -> tuple[nn.Module, dict]:
-    "A student-only network (or the classic model of a `classic.json`) in eval mode and the file's metadata."
+    "A student-only network (or the model of a `classic.json` or `stack.json`) in eval mode and the file's metadata."
     from gold.models import build_model
+    if is_stack_file(path):                            # two models mixed (gold.stack_model)
+        from gold import stack_model
+        return stack_model.load_stack(path, device, opt_bands, sar_bands)
     if is_classic_file(path):                          # the pixel classifier of a classic run (gold.classic_model)
         from gold import classic_model
         return classic_model.load_classic(path, device, opt_bands, sar_bands)
@@ -118,9 +122,9 @@ def load_student(path: str | os.PathLike,  # a `student.pt` (or a classic run's 
 # %% ../nbs/08b_checkpoints.ipynb #c1a55102
 def run_model(run: str | os.PathLike,  # a run folder
               ) -> Path:
-    "The run's model file: `student.pt`, or `classic.json` of a classic run (`student.pt` when neither exists)."
+    "The run's model file: `student.pt`, `classic.json` of a classic run or `stack.json` of a stack (`student.pt` when none exists)."
     run = Path(run)
-    for name in ("student.pt", CLASSIC_FILE):
+    for name in ("student.pt", CLASSIC_FILE, STACK_FILE):
         if (run / name).is_file():
             return run / name
     return run / "student.pt"

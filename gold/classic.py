@@ -229,6 +229,7 @@ def classifier_from_dict(data: Any,  # what `PixelClassifier.to_dict` gave, read
 
 
 def read_json_model(path: str | Path,  # a JSON model file
+                    kind: str = "classic",  # what the file should be, for the messages: classic or stack
                     ) -> dict:
     "A model file read as JSON (never unpickled); anything else is refused in one line."
     path = Path(path)
@@ -237,9 +238,9 @@ def read_json_model(path: str | Path,  # a JSON model file
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise GoldError("not a classic model file (not JSON)", path=path) from None
+        raise GoldError(f"not a {kind} model file (not JSON)", path=path) from None
     if not isinstance(data, dict):
-        raise GoldError("not a classic model file (not a JSON object)", path=path)
+        raise GoldError(f"not a {kind} model file (not a JSON object)", path=path)
     return data
 
 

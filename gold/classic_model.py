@@ -72,6 +72,8 @@ def _window_probabilities(self: ClassicNet, source,  # `gold.infer.SceneSource` 
                           plan,  # `gold.infer.WindowPlan`: the window layout
                           indices: Iterable[int] | None = None,  # which windows (default all), increasing
                           tta: bool = False,  # test-time augmentation: networks only
+                          batch: int = 8,  # unused: one window at a time
+                          precision=None,  # unused: the classic runs in float on the CPU
                           ) -> Iterator[tuple[int, np.ndarray]]:
     "(window index, p(change) [h, w] float32 with NaN where invalid), each window read with `halo` px around it."
     if tta:

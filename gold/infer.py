@@ -250,7 +250,7 @@ def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its
                          ) -> Iterator[tuple[int, np.ndarray]]:
     "(window index, p(change) [h, w] float32 with NaN where invalid) for each window, in order."
     if hasattr(model, "window_probabilities"):       # a model that reads its own windows (the classic's halo)
-        yield from model.window_probabilities(source, plan, indices, tta)
+        yield from model.window_probabilities(source, plan, indices, tta, batch=batch, precision=precision)
         return
     precision = precision or Precision.for_run(next(model.parameters()).device)
     windows = plan.windows

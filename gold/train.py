@@ -46,6 +46,7 @@ __all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig'
 
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
+from .stack_model import STACK_FILE, StackConfig  # model.variant=stack: two trained runs mixed
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ class DataConfig(Config):
 @dataclasses.dataclass
 class ModelConfig(Config):
     """Which network."""
-    variant: str = "full"  # GOLD "full" or "lightweight", a baseline (fc_ef, fc_siam_diff, bisrnet, hetecd), or classic (gold.classic_model)
+    variant: str = "full"  # GOLD "full" or "lightweight", a baseline (fc_ef, fc_siam_diff, bisrnet, hetecd), classic (gold.classic_model) or stack (gold.stack_model)
     pretrained: str | None = None  # ImageNet weights: None, "torchvision" (cache) or a file path
     deep_stem: bool = True  # the reference's three-conv stem
     shared_teacher: bool = True  # the teacher reuses the student's optical encoder, neck and BCA (the method); False: its own (a diagnostic)
@@ -107,6 +108,7 @@ class TrainConfig(Config):
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     classic: ClassicConfig = dataclasses.field(default_factory=ClassicConfig)  # model.variant=classic: the pixel classifier
+    stack: StackConfig = dataclasses.field(default_factory=StackConfig)  # model.variant=stack: the two runs mixed
     select_metric: str = "iou"  # validation score that selects best.pt (student, change class)
     threshold: float | str = "auto"  # decision threshold on p(change); "auto": the F1-best on validation, kept in student.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -773,9 +775,10 @@ def train(cfg: TrainConfig,  # the run's config
     if not resume:                       # a user's folder or a file is refused; a run's is kept for --overwrite below
         check_output_folder(out, "train", "config.yaml", overwrite=True)
     if resume:
-        if (out / CLASSIC_FILE).is_file() and not (out / "last.pt").exists():
-            raise GoldError("a classic run is fitted in one go: nothing to resume (train again with --overwrite)",
-                            path=out)
+        for name, kind in ((CLASSIC_FILE, "classic run"), (STACK_FILE, "stack")):
+            if (out / name).is_file() and not (out / "last.pt").exists():
+                raise GoldError(f"a {kind} is fitted in one go: nothing to resume (train again with --overwrite)",
+                                path=out)
         state = load_checkpoint(out / "last.pt")
         cfg = TrainConfig.from_dict(state["config"], source=str(out / "last.pt"))
         trainer = Trainer(absolute_data_paths(cfg, base=out), out)
@@ -788,6 +791,9 @@ def train(cfg: TrainConfig,  # the run's config
         if cfg.model.variant == "classic":          # the pixel classifier: fitted in one go (gold.classic_model)
             from gold.classic_model import train_classic
             return train_classic(absolute_data_paths(cfg), out, overwrite)
+        if cfg.model.variant == "stack":            # two trained runs mixed (gold.stack_model)
+            from gold.stack_model import train_stack
+            return train_stack(absolute_data_paths(cfg), out, overwrite)
         trainer = Trainer(absolute_data_paths(cfg), out)
     return trainer.fit(stop_after)
 
