@@ -12,8 +12,8 @@ IGNORE = 255
 
 # %% auto #0
 __all__ = ['IGNORE', 'DIHEDRAL', 'TN', 'TP', 'FP', 'FN', 'ERROR_LEGEND', 'change_probability', 'predict', 'dihedral_turn',
-           'dihedral_unturn', 'student_probability', 'ConfusionMatrix', 'scores_from_confusion', 'ThresholdSweep',
-           'error_map', 'colorize_errors', 'legend_handles']
+           'dihedral_unturn', 'student_probability', 'ConfusionMatrix', 'scores_from_confusion', 'edge_band',
+           'ThresholdSweep', 'error_map', 'colorize_errors', 'legend_handles']
 
 # %% ../nbs/07_metrics.ipynb #b8b433ae
 def change_probability(logits: torch.Tensor,  # [B, 2, H, W] logits (no change, change)
@@ -122,6 +122,16 @@ def scores_from_confusion(cm: np.ndarray,  # [[tn, fp], [fn, tp]]: rows truth, c
     return {"precision": precision, "recall": recall, "f1": f1, "iou": iou, "oa": oa, "kappa": kappa,
             "miou": (iou + iou_bg) / 2, "mf1": (f1 + f1_bg) / 2,
             "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn)}
+
+# %% ../nbs/07_metrics.ipynb #25fe3086
+def edge_band(target: torch.Tensor,  # [B, H, W] truth in {0, 1, 255}
+              width: int = 3,  # pixels from an edge that still count as edge
+              ) -> torch.Tensor:
+    "[B, H, W] True on labelled pixels within `width` px of a pixel of the other class."
+    import torch.nn.functional as F
+    k = 2 * width + 1
+    near = [F.max_pool2d((target == c).float()[:, None], k, stride=1, padding=width)[:, 0] > 0 for c in (0, 1)]
+    return near[0] & near[1] & (target != IGNORE)
 
 # %% ../nbs/07_metrics.ipynb #6b036aa6
 class ThresholdSweep:

@@ -818,11 +818,12 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
                  device: str = "auto",  # where to run
                  batch_size: int = 8,  # tiles per batch
                  tta: bool = False,  # average the 8 flips and quarter turns (threshold: the run's `threshold_tta`)
+                 edge_width: int = 3,  # the edge band's half-width in px (`gold.metrics.edge_band`) of the edge / interior scores
                  ) -> dict:
-    "Scores of a run's student on a split; saved as `<split>_scores.json` (`<split>_scores_tta.json`) in the run folder."
+    "Scores of a run's student on a split (all pixels, edge band, interior); saved as `<split>_scores.json` (`_tta`) in the run."
     from gold.data import NormStats, TileDataset
     from gold.checkpoints import run_model
-    from gold.metrics import ConfusionMatrix, colorize_errors, error_map, student_probability
+    from gold.metrics import IGNORE, ConfusionMatrix, colorize_errors, edge_band, error_map, student_probability
     run = Path(run)
     if batch_size < 1:
         raise GoldError(f"batch size must be at least 1, got {batch_size}", path="--batch-size")
@@ -843,17 +844,21 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     ds = TileDataset(root, split, stats=NormStats.from_dict(meta["stats"], source=str(model_file)))
     stored = meta.get("threshold_tta", meta.get("threshold", 0.5)) if tta else meta.get("threshold", 0.5)
     threshold = stored if threshold is None else threshold
-    cm = ConfusionMatrix(dev)
+    cm, edge, inside = ConfusionMatrix(dev), ConfusionMatrix(dev), ConfusionMatrix(dev)
     maps = run / "maps" / split
     for batch in progress(_eval_loader(ds, batch_size), desc=f"evaluate {split}", unit="batch"):
         with torch.no_grad():
             prob = student_probability(model, batch["opt_t1"].to(dev), batch["sar_t2"].to(dev), tta=tta)
-        pred = (prob > threshold).long()
-        cm.update(pred, batch["mask"].to(dev))
+        pred, mask = (prob > threshold).long(), batch["mask"].to(dev)
+        cm.update(pred, mask)
+        band = edge_band(mask, edge_width)
+        edge.update(pred, mask.masked_fill(~band, IGNORE))
+        inside.update(pred, mask.masked_fill(band, IGNORE))
         if save_maps:
             _save_maps(maps, batch["name"], pred.cpu().numpy(), batch["mask"].numpy(), error_map, colorize_errors)
     scores = {"split": split, "data": relative_to_run(root, run), "threshold": threshold, "tta": tta,
-              "student": cm.scores()}
+              "student": cm.scores(), "edge_width": edge_width, "student_edge": edge.scores(),
+              "student_interior": inside.scores()}
     if not any(scores["student"][k] for k in ("tp", "fp", "fn", "tn")):
         raise GoldError(f"no labelled pixel in the {split} split: nothing to score", path=root)
     atomic_write_text(run / f"{split}_scores{'_tta' if tta else ''}.json", json.dumps(scores, indent=2) + "\n")
@@ -914,6 +919,8 @@ def add_evaluate_args(parser: argparse.ArgumentParser,  # the `gold evaluate` pa
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
     parser.add_argument("--tta", action="store_true",
                         help="average the 8 flips and quarter turns (threshold: the one training chose for --tta)")
+    parser.add_argument("--edge-width", type=int, default=3,
+                        help="pixels from a label edge scored apart as the edge band (the rest: interior)")
     parser.add_argument("--by-event", action="store_true",
                         help="one score per event too, on an events folder (`gold import --ombria-events`); "
                              "writes events_scores.json")
@@ -931,9 +938,13 @@ def run_evaluate(args: argparse.Namespace,  # parsed `gold evaluate` arguments
                                  args.batch_size, args.tta)
         print(format_event_scores(scores))
         return scores
+    if args.edge_width < 0:
+        raise GoldError(f"edge width must not be negative, got {args.edge_width}", path="--edge-width")
     scores = evaluate_run(args.run, args.split, args.data, args.save_maps, args.threshold, args.device,
-                          args.batch_size, args.tta)
-    s = scores["student"]
+                          args.batch_size, args.tta, args.edge_width)
+    s, e, i = scores["student"], scores["student_edge"], scores["student_interior"]
     print(f"{args.split}: F1 {s['f1']:.4f}  IoU {s['iou']:.4f}  precision {s['precision']:.4f}  "
-          f"recall {s['recall']:.4f}  OA {s['oa']:.4f}  kappa {s['kappa']:.4f}")
+          f"recall {s['recall']:.4f}  OA {s['oa']:.4f}  kappa {s['kappa']:.4f}\n"
+          f"  within {args.edge_width} px of a label edge: F1 {e['f1']:.4f} (precision {e['precision']:.4f}, recall "
+          f"{e['recall']:.4f}); elsewhere: F1 {i['f1']:.4f} ({i['precision']:.4f}, {i['recall']:.4f})")
     return scores
