@@ -23,7 +23,7 @@ from .io import open_raster, read_window
 
 # re-exported: these names stay importable from gold.data
 from .augment import (apply_geometry, apply_jitter, AugmentConfig, draw_geometry, draw_jitter)
-from .norm import (compute_norm_stats, IGNORE, image_sar_moments, IMAGENET_MEAN, imagenet_optical, IMAGENET_STD,
+from .norm import (compute_norm_stats, IGNORE, image_sar_moments, SAR_MIN_STD, IMAGENET_MEAN, imagenet_optical, IMAGENET_STD,
                        load_or_compute_stats, NormStats, SAR_EPS, sar_space, sar_to_space, SAR_UNIT_ALIASES,
                        SAR_UNITS, sar_units_of, STATS_FILE, valid_bands)
 
@@ -163,7 +163,7 @@ def __getitem__(self: _PairDataset, i: int) -> dict:
     mask = torch.from_numpy(np.ascontiguousarray(raw.mask))
     invalid = self._invalid(raw, units)
     if self.stats is not None:
-        mean, std = self._sample_mean_std(images[1], invalid, len(counts) > 2)
+        mean, std = self._sample_mean_std(raw.name, images[1], invalid, len(counts) > 2)
     fill = mean if self.stats is not None else torch.zeros(sum(counts))   # values that normalise to 0
     if invalid is not None and invalid.any():
         inv = torch.from_numpy(invalid)
@@ -234,6 +234,7 @@ def _mean_std(self: _PairDataset, with_c: bool) -> tuple[torch.Tensor, torch.Ten
 
 @patch
 def _sample_mean_std(self: _PairDataset,
+                     name: str,  # the tile
                      sar: np.ndarray,  # [C_sar, H, W] this sample's SAR in the statistics' space, before any crop
                      invalid: np.ndarray | None,  # [H, W] True where any image is invalid (None: none is)
                      with_c: bool,  # optical t2 is stacked too
@@ -242,9 +243,15 @@ def _sample_mean_std(self: _PairDataset,
     mean, std = self._mean_std(with_c)
     if self.stats.sar_per_image:
         o, k = self.opt_bands, self.sar_bands
-        m, s = image_sar_moments(sar, None if invalid is None else ~invalid)
+        m, s = self._image_moments(name, sar, invalid)
         mean[o:o + k], std[o:o + k] = torch.from_numpy(m), torch.from_numpy(s)
     return mean, std
+
+
+@patch
+def _image_moments(self: _PairDataset, name: str, sar: np.ndarray, invalid: np.ndarray | None):
+    "SAR moments of the image a tile comes from: here the tile itself (each image of the layout is its own)."
+    return image_sar_moments(sar, None if invalid is None else ~invalid)
 
 
 @patch
@@ -414,6 +421,58 @@ def read_raw(self: TileDataset,
     if own is not None:
         m = np.where(own, m, np.uint8(IGNORE))
     return RawTile(a, b, c, m, name, crs, transform, units, a.dtype.name, opt_nodata, sar_nodata, paths)
+
+
+@patch
+def _image_moments(self: TileDataset, name: str, sar: np.ndarray, invalid: np.ndarray | None):
+    "SAR moments of the scene a tile was cut from (the manifest's `scene`): over its tiles in every split."
+    scenes = self._scene_tiles()
+    tiles = scenes.get(name, ())
+    if len(tiles) <= 1:                      # the tile is its own image (OMBRIA, or a scene of one tile)
+        return image_sar_moments(sar, None if invalid is None else ~invalid)
+    key = min(tiles)
+    if key not in self._moments:
+        self._moments[key] = self._scene_moments(tiles)
+    return self._moments[key]
+
+
+@patch
+def _scene_tiles(self: TileDataset) -> dict[str, tuple]:
+    "Tile -> the (split, tile) of every kept tile of its scene, from the manifest (empty without a scene column)."
+    if getattr(self, "_scenes", None) is None:
+        import pandas as pd
+        self._moments, self._scenes = {}, {}
+        manifest = self.root / "manifest.csv"
+        df = pd.read_csv(manifest, keep_default_na=False, dtype=str) if manifest.is_file() else None
+        if df is not None and {"tile", "split", "scene"} <= set(df.columns):
+            if "kept" in df.columns:
+                df = df[df["kept"].str.strip().str.lower().isin(["true", "1"])]
+            for _, rows in df.groupby("scene"):
+                members = tuple(sorted(zip(rows["split"], rows["tile"])))
+                self._scenes.update({t: members for t in rows["tile"]})
+    return self._scenes
+
+
+@patch
+def _scene_moments(self: TileDataset, tiles: tuple) -> tuple[np.ndarray, np.ndarray]:
+    "Per-band mean and std of the valid SAR of the given (split, tile)s, streamed in float64."
+    n = s1 = s2 = shift = 0
+    for split, tile in tiles:
+        path = self.root / split / "B" / f"{tile}.tif"
+        with open_raster(path) as ds:
+            b, tag, nodata = read_window(ds, path=path), ds.tags().get("units"), ds.nodata
+        units = self.sar_units or sar_units_of(tag, b.dtype, b, path=path)
+        ok = valid_bands(b, nodata, positive=units == "linear")
+        x = sar_to_space(b, units).reshape(b.shape[0], -1).astype(np.float64)
+        good = np.isfinite(x) & (True if ok is None else ok.reshape(b.shape[0], -1))
+        if isinstance(shift, int):
+            shift = np.array([np.nanmedian(np.where(g, v, np.nan)) if g.any() else 0.0 for v, g in zip(x, good)])
+        d = np.where(good, x - shift[:, None], 0.0)
+        n, s1, s2 = n + good.sum(1), s1 + d.sum(1), s2 + (d * d).sum(1)
+    none, n = n == 0, np.maximum(n, 1)
+    mean = s1 / n
+    std = np.maximum(np.sqrt(np.maximum(s2 / n - mean ** 2, 0)), SAR_MIN_STD)
+    return np.where(none, 0.0, mean + shift).astype(np.float32), np.where(none, 1.0, std).astype(np.float32)
 
 # %% ../nbs/04_data.ipynb #538175bc
 PIXEL_GRID = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # identity transform of an image without georeferencing
