@@ -209,7 +209,9 @@ def _check_same_normalisation(metas: Sequence[dict], files: Sequence[Path]) -> N
     if (a["opt_bands"], a["sar_bands"]) != (b["opt_bands"], b["sar_bands"]):
         raise GoldError(f"stack members have other band layouts ({a['opt_bands']} + {a['sar_bands']} against "
                         f"{b['opt_bands']} + {b['sar_bands']})", path=files[1])
-    diff = sorted(k for k in set(a["stats"]) | set(b["stats"]) if a["stats"].get(k) != b["stats"].get(k))
+    from gold.norm import NormStats
+    sa, sb = (NormStats.from_dict(m["stats"], source=str(f)).to_dict() for m, f in zip(metas, files))  # defaults filled
+    diff = sorted(k for k in sa if sa[k] != sb[k])
     if diff:
         raise GoldError(f"stack members normalise differently ({', '.join(diff)} differ from {files[0]}'s); train "
                         "them on the same data with the same data.sar_norm", path=files[1])
