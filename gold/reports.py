@@ -25,11 +25,15 @@ __all__ = ['log', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'PERCENT_EXTRAS', 'STUDE
 
 # %% ../nbs/12b_reports.ipynb #8dfe06f4
 SCORES = SCORE_COLUMNS  # change-class scores of the tables, in order (those of the demo's table)
-EXTRA_COLUMNS = ("tta_f1", "student_params_m", "student_gflops", "train_samples_per_s", "mpixel_per_s", "epoch_seconds",
+EXTRA_COLUMNS = ("tta_f1", "student_edge_f1", "student_interior_f1", "events_f1", "events_precision", "events_recall",
+                 "student_params_m", "student_gflops", "train_samples_per_s", "mpixel_per_s", "epoch_seconds",
                  "train_seconds", "seconds")  # other recorded metrics a report averages over seeds, when the runs have them
-HEADERS = {"tta_f1": "f1 --tta", "student_params_m": "params (M)", "student_gflops": "GFLOPs @512", "train_samples_per_s": "train samples/s",
+HEADERS = {"tta_f1": "f1 --tta", "student_edge_f1": "f1 edge band", "student_interior_f1": "f1 interior",
+           "events_f1": "unseen events f1", "events_precision": "events precision", "events_recall": "events recall",
+           "student_params_m": "params (M)", "student_gflops": "GFLOPs @512", "train_samples_per_s": "train samples/s",
            "mpixel_per_s": "infer Mpixel/s", "epoch_seconds": "s/epoch", "train_seconds": "train s", "seconds": "s"}  # table headers of those
-PERCENT_EXTRAS = ("tta_f1",)  # extra metrics recorded as fractions and shown in percent, like the scores
+PERCENT_EXTRAS = ("tta_f1", "student_edge_f1", "student_interior_f1", "events_f1", "events_precision",
+                  "events_recall")  # extra metrics recorded as fractions and shown in percent, like the scores
 STUDENT_INPUT, TEACHER_INPUT = "optical t1 + SAR t2", "optical t1 + optical t2"
 
 
