@@ -3,10 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-export GOLD_PROGRESS ?= 0
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install check-sync nbtest pytest readme review-shot report-check clean
+.PHONY: demo test install browser check-sync nbtest pytest readme review-shot report-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +18,17 @@ install: $(STAMP)  ## create .venv and install the project with its dev extras
 demo: $(STAMP)  ## the main job, end to end, on the embedded synthetic scene
 	$(BIN)/gold demo --out reports/demo
 
-test: $(STAMP) check-sync nbtest pytest report-check  ## every check CI runs
+test: $(STAMP) browser check-sync nbtest pytest report-check  ## every check CI runs
+
+browser:  ## the headless browser the map tests drive (Debian's chromium): installed when missing and running as root
+	@command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for the map tests (apt-get)"; \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make test runs the map tests in chromium, which is missing: run  sudo apt-get install -y chromium  then make test" >&2; \
+	    exit 1; \
+	  fi; }
 
 check-sync: $(STAMP)  ## fail when nbdev_export or nbdev_clean would change the tree
 	PATH=$(CURDIR)/$(BIN):$$PATH bash .ci/check_sync
