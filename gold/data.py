@@ -423,6 +423,7 @@ def read_raw(self: TileDataset,
     return RawTile(a, b, c, m, name, crs, transform, units, a.dtype.name, opt_nodata, sar_nodata, paths)
 
 
+# %% ../nbs/04_data.ipynb #dd60230a
 @patch
 def _image_moments(self: TileDataset, name: str, sar: np.ndarray, invalid: np.ndarray | None):
     "SAR moments of the scene a tile was cut from (the manifest's `scene`): over its tiles in every split."

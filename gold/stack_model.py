@@ -242,7 +242,7 @@ def train_stack(cfg,  # the run's `gold.train.TrainConfig` (model.variant stack)
     from gold.core import environment_info
     from gold.data import NormStats, TileDataset
     from gold.metrics import ConfusionMatrix
-    from gold.train import data_fingerprint, fixed_threshold, portable_data_paths, write_history
+    from gold.train import data_fingerprint, fixed_threshold, portable_data_paths, relative_to_run, write_history
     out, t0 = Path(out), time.perf_counter()
     if (out / STACK_FILE).exists() and not overwrite:
         raise GoldError("run folder already holds a run; pass --overwrite to replace it", path=out)
@@ -270,7 +270,8 @@ def train_stack(cfg,  # the run's `gold.train.TrainConfig` (model.variant stack)
            "fit_seconds": round(time.perf_counter() - t0, 2)}
     out.mkdir(parents=True, exist_ok=True)
     portable_data_paths(cfg, out).save(out / "config.yaml")
-    env = {**environment_info(), "data": {"root": str(cfg.data.root), "manifest_sha256": data_fingerprint(cfg.data.root)}}
+    env = {**environment_info(), "data": {"root": relative_to_run(cfg.data.root, out),
+                                          "manifest_sha256": data_fingerprint(cfg.data.root)}}
     atomic_write_text(out / "environment.json", json.dumps(env, indent=2) + "\n")
     write_history([row], out / "metrics.csv")
     extra = {"threshold_setting": cfg.threshold, "run": cfg.name, "val_score": row["val_student_f1"],
