@@ -65,7 +65,7 @@ def behaviour_fingerprint(configs: list,  # probe configs (from `probe_config`)
                           workdir: str,  # scratch folder: one run folder per config
                           ) -> list:
     "Per config: every number its tiny training run logs per epoch, and its test scores at 0.5."
-    import csv, logging, math
+    import csv, logging, math, shutil
     from pathlib import Path
     import torch
     from gold.train import TrainConfig, train
@@ -83,6 +83,7 @@ def behaviour_fingerprint(configs: list,  # probe configs (from `probe_config`)
         for who, scores in (summary.get("test") or {}).items():
             numbers.update({f"test_{who}_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float))})
         found.append({k: v for k, v in sorted(numbers.items()) if math.isfinite(v)})
+        shutil.rmtree(out)                       # its checkpoints: a full network's run holds hundreds of MB
     torch.set_num_threads(threads)
     return found
 
