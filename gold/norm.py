@@ -20,8 +20,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SAR_UNITS', 'SAR_UNIT_ALIASES', 'SAR_EPS', 'IGNORE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'STATS_FILE',
-           'SAR_MIN_STD', 'sar_units_of', 'sar_space', 'sar_to_space', 'sar_units_of_file', 'NormStats',
-           'imagenet_optical', 'compute_norm_stats', 'valid_bands', 'load_or_compute_stats', 'image_sar_moments']
+           'SAR_MIN_STD', 'SAR_NORMS', 'sar_units_of', 'sar_space', 'sar_to_space', 'sar_units_of_file', 'NormStats',
+           'imagenet_optical', 'compute_norm_stats', 'valid_bands', 'load_or_compute_stats', 'image_sar_moments',
+           'sar_norm_per_image']
 
 # %% ../nbs/04b_norm.ipynb #f6235957
 SAR_UNITS = ("linear", "db", "amplitude_dn")
@@ -272,3 +273,15 @@ def image_sar_moments(sar: np.ndarray,  # [C_sar, H, W] SAR of one image, in the
     var = np.where(ok, (x - mean[:, None]) ** 2, 0).sum(1) / np.maximum(n, 1)
     std = np.where(n > 0, np.maximum(np.sqrt(var), SAR_MIN_STD), 1.0)
     return mean.astype(np.float32), std.astype(np.float32)
+
+# %% ../nbs/04b_norm.ipynb #fb4f88ad
+SAR_NORMS = ("auto", "split", "image")  # the values of `data.sar_norm`
+
+
+def sar_norm_per_image(mode: str,  # `data.sar_norm`: auto, split or image
+                       stats: NormStats,  # the train split's statistics
+                       ) -> bool:
+    "Whether SAR is standardised image by image: `image`, or `auto` on 8-bit display amplitudes."
+    if mode not in SAR_NORMS:
+        raise GoldError(f"sar_norm must be one of {', '.join(SAR_NORMS)}, got {mode!r}")
+    return mode == "image" or (mode == "auto" and stats.sar_space == "dn")

@@ -47,6 +47,7 @@ __all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig'
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
 from .stack_model import STACK_FILE, StackConfig  # model.variant=stack: two trained runs mixed
+from .norm import SAR_NORMS, sar_norm_per_image  # data.sar_norm
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class DataConfig(Config):
     eval_batch_size: int = 8  # evaluation batch size
     workers: int = 0  # data loader worker processes
     use_opt_t2: bool = True  # feed optical t2 to the teacher when the tiles have it
-    sar_norm: str = "split"  # SAR standardised by the train split's moments ("split") or each image's own ("image": 8-bit quicklooks)
+    sar_norm: str = "auto"  # SAR standardised by the train split's moments ("split"), each image's own ("image"), or "auto": image for 8-bit quicklooks (gold.norm.sar_norm_per_image)
     synth: dict | None = None  # if root is missing: {size, n_scenes, seed, tile, stride} to synthesise it
 
     def check(self) -> str | None:
@@ -69,8 +70,8 @@ class DataConfig(Config):
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 return f"{name} must be at least 1, got {getattr(self, name)}"
-        if self.sar_norm not in ("split", "image"):
-            return f"sar_norm must be split or image, got {self.sar_norm!r}"
+        if self.sar_norm not in SAR_NORMS:
+            return f"sar_norm must be one of {', '.join(SAR_NORMS)}, got {self.sar_norm!r}"
         return f"workers must not be negative, got {self.workers}" if self.workers < 0 else None
 
 
@@ -257,7 +258,8 @@ def build_datasets(cfg: TrainConfig,  # the run's config
         raise GoldError("data folder has no train split (expected train/A/*.tif)", path=root)
     _check_crop(root, cfg.data.crop)
     train = TileDataset(root, "train", crop=cfg.data.crop, augment=True, use_opt_t2=cfg.data.use_opt_t2)
-    train.stats = stats = dataclasses.replace(train.stats, sar_per_image=cfg.data.sar_norm == "image")
+    per_image = sar_norm_per_image(cfg.data.sar_norm, train.stats)
+    train.stats = stats = dataclasses.replace(train.stats, sar_per_image=per_image)
     val_root = Path(cfg.data.val_root) if cfg.data.val_root else root
     sets = {"train": train, "stats": stats}
     for split, where in (("val", val_root), ("test", root)):
@@ -780,7 +782,8 @@ def train(cfg: TrainConfig,  # the run's config
                 raise GoldError(f"a {kind} is fitted in one go: nothing to resume (train again with --overwrite)",
                                 path=out)
         state = load_checkpoint(out / "last.pt")
-        cfg = TrainConfig.from_dict(state["config"], source=str(out / "last.pt"))
+        recorded = {**state["config"], "data": {"sar_norm": "split", **state["config"].get("data", {})}}  # before the key: split
+        cfg = TrainConfig.from_dict(recorded, source=str(out / "last.pt"))
         trainer = Trainer(absolute_data_paths(cfg, base=out), out)
         trainer.load_state(state)
         log.info("resuming %s after epoch %d of %d", out, trainer.epoch, trainer.cfg.epochs)
