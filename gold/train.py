@@ -61,6 +61,7 @@ class DataConfig(Config):
     workers: int = 0  # data loader worker processes
     use_opt_t2: bool = True  # feed optical t2 to the teacher when the tiles have it
     sar_norm: str = "auto"  # SAR standardised by the train split's moments ("split"), each image's own ("image"), or "auto": image for 8-bit quicklooks (gold.norm.sar_norm_per_image)
+    labelled_share: float = 0.5  # share of labelled tiles in a training batch when some train tiles are unlabelled (gold.data.LabelledShareSampler)
     synth: dict | None = None  # if root is missing: {size, n_scenes, seed, tile, stride} to synthesise it
 
     def check(self) -> str | None:
@@ -70,6 +71,8 @@ class DataConfig(Config):
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 return f"{name} must be at least 1, got {getattr(self, name)}"
+        if not 0 < self.labelled_share <= 1:
+            return f"labelled_share must be in (0, 1], got {self.labelled_share}"
         if self.sar_norm not in SAR_NORMS:
             return f"sar_norm must be one of {', '.join(SAR_NORMS)}, got {self.sar_norm!r}"
         return f"workers must not be negative, got {self.workers}" if self.workers < 0 else None
@@ -454,12 +457,15 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
     t0 = time.perf_counter()
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     sums: dict[str, float] = {}
-    done = skipped = samples = no_teacher = 0
+    done = skipped = samples = no_teacher = unlabelled = 0
+    partial = not np.all(getattr(loader.dataset, "labelled", True))   # a label budget: count batches with no label
     bar = progress(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
     for i, batch in enumerate(loader):
         if i >= n_batches:
             break
         batch = precision.move(batch)
+        if partial:
+            unlabelled += int(not bool((batch["mask"] != loss_fn.config.ignore_index).any()))
         opt_t2 = batch.get("opt_t2") if use_teacher and "has_opt_t2" not in batch else None
         if use_teacher and opt_t2 is None:
             no_teacher += 1                          # a tile of the batch lacks optical t2: student terms only
@@ -491,6 +497,7 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
                     epoch + 1, no_teacher, n_batches)
     means = reduce_mean({k: v / max(done, 1) for k, v in sums.items()})
     return {**means, "batches": done, "skipped": skipped, "samples": samples,  # this rank's batches and samples
+            **({"unlabelled_batches": unlabelled} if partial else {}),
             "no_teacher_batches": no_teacher,
             "seconds": round(time.perf_counter() - t0, 3)}  # loading + forward + backward + step, no validation
 
@@ -613,7 +620,7 @@ def fit(self: Trainer,
         t0 = time.perf_counter()
         loader = make_loader(self.sets["train"], batch_size=cfg.data.batch_size, shuffle=True,
                              workers=cfg.data.workers, seed=cfg.seed * 100_003 + self.epoch,
-                             distributed=dist_ready())
+                             distributed=dist_ready(), labelled_share=cfg.data.labelled_share)
         if dist_ready():
             loader.sampler.set_epoch(self.epoch)
         lr = self.optimizer.param_groups[0]["lr"]
