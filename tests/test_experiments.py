@@ -155,7 +155,7 @@ def test_committed_grids_expand_to_valid_runs(run_gold, grid):
     listed = [l for l in proc.stdout.splitlines() if l.strip()]
     expected = sum(len(r["seeds"] if "seeds" in r else spec.get("seeds") or [0]) for r in spec["runs"])
     assert len(listed) == expected, listed                     # an entry may run its own (fewer) seeds
-    classic = ("classic",) if spec["template"] == "block_eval" else ()   # the pixel classifier: block_eval only
+    classic = ("classic", "stack") if spec["template"] == "block_eval" else ()   # the classic (and its stack): block_eval only
     for run in spec["runs"]:
         variant = {**(spec.get("params") or {}), **run}.get("VARIANT", "lightweight")
         assert variant in (*VARIANTS, *BASELINES, *classic), (grid.name, variant)
