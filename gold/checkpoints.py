@@ -20,8 +20,9 @@ from .core import GoldError, atomic_path, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'student_checkpoint',
-           'load_student', 'run_model']
+__all__ = ['log', 'STUDENT_FORMAT', 'TEACHER_FORMAT', 'TEACHER_FILE', 'LAYOUT_KEYS', 'save_checkpoint', 'load_checkpoint',
+           'rng_state', 'set_rng_state', 'student_checkpoint', 'load_student', 'run_model', 'teacher_checkpoint',
+           'attach_teacher']
 
 # %% ../nbs/08b_checkpoints.ipynb #1bb4b6f5
 def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
@@ -128,3 +129,42 @@ def run_model(run: str | os.PathLike,  # a run folder
         if (run / name).is_file():
             return run / name
     return run / "student.pt"
+
+# %% ../nbs/08b_checkpoints.ipynb #bff36e59
+TEACHER_FORMAT = "gold-teacher/1"
+TEACHER_FILE = "teacher.pt"
+LAYOUT_KEYS = ("variant", "opt_bands", "widths", "neck_width", "bca_reduction", "head_width", "enhanced_width",
+               "deep_stem")  # what a loaded teacher's network must share with the run's
+
+
+def teacher_checkpoint(model: nn.Module,  # a GoldNet with a teacher (or DDP around one)
+                       stats,  # the run's NormStats
+                       extra: dict | None = None,  # more metadata (epoch, threshold, run, ...)
+                       ) -> dict:
+    "The content of `teacher.pt`."
+    net = getattr(model, "module", model)
+    return {"format": TEACHER_FORMAT, "model_config": dict(net.config), "state_dict": net.teacher_state_dict(),
+            "stats": stats.to_dict(), **(extra or {})}
+
+
+def attach_teacher(model: nn.Module,  # the run's GoldNet, built with shared_teacher=False
+                   source: str | os.PathLike,  # a `teacher.pt`, or the run folder holding one
+                   stats,  # the run's NormStats
+                   ) -> dict:
+    "Load a trained teacher into the run's network, frozen; returns the file's metadata."
+    path = Path(source) / TEACHER_FILE if Path(source).is_dir() else Path(source)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") != TEACHER_FORMAT:
+        raise GoldError(f"not a GOLD teacher checkpoint (format {ckpt.get('format')!r}); use a run's teacher.pt",
+                        path=path)
+    net = getattr(model, "module", model)
+    differ = [k for k in LAYOUT_KEYS if ckpt["model_config"].get(k) != net.config.get(k)]
+    if differ:
+        raise GoldError(f"the teacher's network differs from this run's in {', '.join(differ)}", path=path)
+    mine, theirs = stats.to_dict(), type(stats).from_dict(ckpt["stats"], source=str(path)).to_dict()
+    if any(not np.allclose(mine[k], theirs[k]) for k in ("opt_mean", "opt_std")) or mine["optical"] != theirs["optical"]:
+        raise GoldError("the teacher was trained on optical images standardised otherwise (other train data?)",
+                        path=path)
+    net.load_teacher(ckpt["state_dict"])
+    log.info("teacher loaded from %s (run %s, epoch %s) and frozen", path, ckpt.get("run", "?"), ckpt.get("epoch", "?"))
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}

@@ -31,7 +31,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PIXEL_GRID', 'RawTile', 'tile_ownership', 'TileDataset', 'PublishedDataset', 'collate', 'seed_worker',
-           'GoldLoader', 'make_loader', 'plot']
+           'GoldLoader', 'make_loader', 'labelled_tiles', 'LabelledShareSampler', 'plot']
 
 # %% ../nbs/04_data.ipynb #8fdad938
 @dataclasses.dataclass
@@ -637,6 +637,7 @@ def make_loader(dataset: Dataset,  # a TileDataset, PublishedDataset (or any map
                 distributed: bool = False,  # shard with a DistributedSampler (needs torch.distributed)
                 pin_memory: bool | None = None,  # default: when CUDA is available
                 prefetch_factor: int = 2,  # batches prefetched per worker
+                labelled_share: float | None = None,  # share of labelled tiles per batch when some are unlabelled
                 ) -> GoldLoader:
     "A seeded, reproducible loader of batches from `dataset`."
     training = getattr(dataset, "aug", None) is not None
@@ -654,6 +655,10 @@ def make_loader(dataset: Dataset,  # a TileDataset, PublishedDataset (or any map
         from torch.utils.data.distributed import DistributedSampler
         rank = dist.get_rank()
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    flags = getattr(dataset, "labelled", None) if labelled_share and shuffle else None
+    if flags is not None and not np.all(flags):
+        world = torch.distributed.get_world_size() if distributed else 1
+        sampler = LabelledShareSampler(flags, batch_size, labelled_share, seed, rank, world)
     per_process = len(sampler) if sampler is not None else len(dataset)
     if drop_last and per_process < batch_size:
         raise GoldError(f"{per_process} samples per process is fewer than batch size {batch_size} with "
@@ -665,6 +670,71 @@ def make_loader(dataset: Dataset,  # a TileDataset, PublishedDataset (or any map
                       drop_last=drop_last, worker_init_fn=seed_worker if workers > 0 else None,
                       generator=generator, persistent_workers=workers > 0,
                       prefetch_factor=prefetch_factor if workers > 0 else None)
+
+# %% ../nbs/04_data.ipynb #c4af7630
+def labelled_tiles(manifest: str | os.PathLike,  # a preprocessed folder's manifest.csv
+                   names: Sequence[str],  # the split's tiles
+                   ) -> np.ndarray:
+    "[N] bool: which tiles have labelled pixels, from the manifest's `labelled_pixels` (all True without it)."
+    manifest, flags = Path(manifest), np.ones(len(names), bool)
+    if not manifest.is_file():
+        return flags
+    import pandas as pd
+    df = pd.read_csv(manifest, dtype={"tile": str}, keep_default_na=False)
+    if not {"tile", "labelled_pixels"} <= set(df.columns):
+        return flags
+    count = dict(zip(df["tile"], pd.to_numeric(df["labelled_pixels"], errors="coerce").fillna(1)))
+    return np.array([count.get(n, 1) > 0 for n in names], bool)
+
+
+@patch(as_prop=True)
+def labelled(self: TileDataset) -> np.ndarray:
+    "[N] bool: which of the split's tiles have labelled pixels (`labelled_tiles`)."
+    if getattr(self, "_labelled", None) is None:
+        self._labelled = labelled_tiles(self.root / "manifest.csv", self.names)
+    return self._labelled
+
+# %% ../nbs/04_data.ipynb #c47c29c8
+def _cycled(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
+    "`n` indices from `pool`: one reshuffled pass after another."
+    passes = -(-n // len(pool)) if n else 0
+    return np.concatenate([rng.permutation(pool) for _ in range(passes)] or [pool[:0]])[:n]
+
+
+class LabelledShareSampler(torch.utils.data.Sampler):
+    """Indices in batches that each hold a fixed number of labelled tiles (the rest unlabelled)."""
+
+    def __init__(self,
+                 labelled: np.ndarray,  # [N] bool, which tiles are labelled (at least one)
+                 batch_size: int,  # the loader's batch size (per process)
+                 share: float = 0.5,  # share of each batch that is labelled
+                 seed: int = 0,  # seeds the layout (with the epoch)
+                 rank: int = 0,  # this process's rank
+                 world: int = 1,  # processes
+                 ):
+        labelled = np.asarray(labelled, bool)
+        if not labelled.any():
+            raise GoldError("no labelled tile in the split: nothing for the change loss to learn from")
+        if not 0 < share <= 1:
+            raise GoldError(f"labelled_share must be in (0, 1], got {share}", path="data.labelled_share")
+        self.pools = np.flatnonzero(labelled), np.flatnonzero(~labelled)
+        self.k = batch_size if not len(self.pools[1]) else min(batch_size, max(1, round(share * batch_size)))
+        self.batch_size, self.seed, self.rank, self.world, self.epoch = batch_size, seed, rank, world, 0
+        self.n_batches = len(labelled) // batch_size // world
+
+    def set_epoch(self, epoch: int) -> None:
+        "Redraw the layout for this epoch."
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_batches * self.batch_size
+
+    def __iter__(self):
+        rng, total, k = np.random.default_rng([self.seed, self.epoch]), self.n_batches * self.world, self.k
+        lab, unl = _cycled(rng, self.pools[0], total * k), _cycled(rng, self.pools[1], total * (self.batch_size - k))
+        step = self.batch_size - k          # every rank draws the same layout, then takes its own batches
+        for b in range(self.rank, total, self.world):
+            yield from np.concatenate([lab[b * k:(b + 1) * k], unl[b * step:(b + 1) * step]]).tolist()
 
 # %% ../nbs/04_data.ipynb #16ff8095
 def plot(sample: dict,  # a sample (or a batch, with `index`)

@@ -139,6 +139,9 @@ def add_import_args(parser: argparse.ArgumentParser,  # the `gold import` parser
     parser.add_argument("--val", type=float, default=0.1, help="--ombria: share of train tiles held out for validation")
     parser.add_argument("--seed", type=int, default=0, help="--ombria: seed of the validation draw")
     parser.add_argument("--limit", type=int, default=None, help="--ombria: first N tiles of each split only")
+    parser.add_argument("--labelled", type=float, default=1.0,
+                        help="--ombria: share of the train tiles that keep their labels; the others stay in train as "
+                             "unlabelled triplets (label budget)")
     parser.add_argument("--scenes", nargs="+", default=None, choices=list(REAL_SCENES),
                         help="scenes to import (default: all present)")
     parser.add_argument("--events", nargs="+", default=None,
@@ -151,7 +154,8 @@ def run_import(args: argparse.Namespace,  # parsed `gold import` arguments
     "Run `gold import`."
     if args.ombria is not None:
         from gold.ombria import import_ombria
-        return import_ombria(args.ombria, args.out, args.val, args.seed, args.limit, args.overwrite).tile.tolist()
+        return import_ombria(args.ombria, args.out, args.val, args.seed, args.limit, args.overwrite,
+                             args.labelled).tile.tolist()
     if args.ombria_events is not None:
         from gold.events import import_ombria_events
         return import_ombria_events(args.ombria_events, args.out, args.events, args.overwrite).tile.tolist()

@@ -20,7 +20,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'REFERENCE_CLASS_WEIGHTS', 'GROUPS', 'ABLATIONS', 'weighted_ce', 'dice_loss', 'resolve_class_weights',
-           'cd_loss', 'change_mask', 'feature_distillation', 'output_distillation', 'hint_adapter', 'difference_map',
+           'cd_loss', 'change_mask', 'feature_distillation', 'output_distillation', 'hint_adapter',
+           'teacher_confidence', 'pseudo_labels', 'confidence_gate', 'gated_output_distillation', 'difference_map',
            'spatial_attention', 'channel_attention', 'attention_transfer', 'region_masks', 'region_loss',
            'warmup_alpha', 'clip_task_weights', 'initial_log_variance', 'DynamicWeights', 'LossConfig',
            'ablation_config', 'GoldLoss']
@@ -139,6 +140,42 @@ def hint_adapter(channels: int,  # width of the student's (and the teacher's) en
         conv.weight.copy_(torch.eye(channels)[:, :, None, None])
         conv.bias.zero_()
     return conv
+
+# %% ../nbs/06_losses.ipynb #9ad6a1d7
+def teacher_confidence(z_t: torch.Tensor,  # teacher logits [B, K, H, W]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The teacher's confidence (its largest class probability) and class, each [B, H, W]."
+    return z_t.detach().float().softmax(1).max(1)
+
+
+def pseudo_labels(target: torch.Tensor,  # [B, H, W] int labels
+                  z_t: torch.Tensor,  # teacher logits [B, K, H, W]
+                  threshold: float,  # confidence from which a pixel is pseudo-labelled
+                  ignore_index: int = 255,  # label value of ignored pixels
+                  ) -> torch.Tensor:
+    "The labels, with the teacher's confident class on the pixels of samples that have no labelled pixel."
+    conf, cls = teacher_confidence(z_t)
+    unlabelled = (target == ignore_index).flatten(1).all(1)[:, None, None]
+    return torch.where(unlabelled & (conf >= threshold), cls.to(target.dtype), target)
+
+
+def confidence_gate(z_t: torch.Tensor,  # teacher logits [B, K, H, W]
+                    threshold: float,  # confidence from which a pixel is distilled
+                    ) -> torch.Tensor:
+    "[B, 1, H, W] 1 where the teacher's confidence reaches `threshold`, else 0."
+    return (teacher_confidence(z_t)[0] >= threshold).float()[:, None]
+
+
+def gated_output_distillation(z_s: torch.Tensor,  # student logits [B, K, H, W]
+                              z_t: torch.Tensor,  # teacher logits [B, K, H, W]
+                              gate: torch.Tensor,  # [B, 1, H, W] pixel weights (`confidence_gate`)
+                              temperature: float = 2.0,  # softening temperature T
+                              ) -> torch.Tensor:
+    "`output_distillation` averaged over the gated pixels only (0 when none is)."
+    log_s = F.log_softmax(z_s.float() / temperature, 1)
+    log_t = F.log_softmax(z_t.float() / temperature, 1)
+    kl = (log_t.exp() * (log_t - log_s)).sum(1, keepdim=True)
+    return temperature ** 2 * (kl * gate).sum() / gate.sum().clamp_min(1.0)
 
 # %% ../nbs/06_losses.ipynb #76e1ad70
 def difference_map(a: torch.Tensor,  # features [B, C, h, w]
@@ -349,6 +386,15 @@ class LossConfig(Config):
     ramp: bool = True  # multiply the teacher CD, distillation and attention terms by the warm-up factor
     clip: list = _list(0.6, 0.3, 0.2)  # task bounds: cd min, distill max, att max (fractions of the sum)
     student_cd: bool = True  # train the student with the CD loss (False: the teacher-alone diagnostic)
+    pseudo_label: float = 0.0  # teacher confidence from which an unlabelled sample's pixel takes the teacher's class (0: off; `pseudo_labels`)
+    distill_gate: float = 0.0  # teacher confidence from which a pixel is distilled (0: every pixel; `confidence_gate`)
+
+    def check(self) -> str | None:
+        "The first out-of-range setting, as one line (None when all are valid)."
+        for name in ("pseudo_label", "distill_gate"):
+            if not 0 <= getattr(self, name) < 1:
+                return f"{name} must be in [0, 1), got {getattr(self, name)}"
+        return None
 
     @property
     def uses_teacher(self) -> bool:
@@ -417,16 +463,25 @@ def terms(self: GoldLoss,
     "Every loss term that applies to this output, by group and name (unweighted)."
     cfg = self.config
     t = (lambda x: x) if cfg.two_way else (lambda x: x.detach())
-    ce, dice = self._cd(out.logits, target)
+    z_t = getattr(out, "teacher_logits", None) if cfg.uses_teacher else None
+    own = target
+    if cfg.pseudo_label and z_t is not None:     # the teacher labels the unlabelled samples where it is sure
+        own = pseudo_labels(target, z_t, cfg.pseudo_label, cfg.ignore_index)
+    ce, dice = self._cd(out.logits, own)
     terms = {"cd": {"student": ce + cfg.dice_weight * dice}, "distill": {}, "att": {},
              "parts": {"ce_student": ce, "dice_student": dice}}
-    if getattr(out, "teacher_logits", None) is None or not cfg.uses_teacher:
+    if own is not target:
+        terms["parts"]["pseudo_share"] = ((own != cfg.ignore_index) & (target == cfg.ignore_index)).float().mean()
+    if z_t is None:
         return terms
     if cfg.teacher_cd:
         ce_t, dice_t = self._cd(out.teacher_logits, target)
         terms["cd"]["teacher"] = ce_t + cfg.dice_weight * dice_t
         terms["parts"].update(ce_teacher=ce_t, dice_teacher=dice_t)
     f_s, f_t = out.student_enhanced, t(out.teacher_enhanced)
+    gate = confidence_gate(z_t, cfg.distill_gate) if cfg.distill and cfg.distill_gate else None
+    if gate is not None:
+        terms["parts"]["gate_share"] = gate.mean()
     need_maps = cfg.attention or (cfg.distill and cfg.region)
     if need_maps:
         f_at = out.f_a if getattr(out, "f_a_teacher", None) is None else out.f_a_teacher
@@ -441,8 +496,11 @@ def terms(self: GoldLoss,
                 raise GoldError("feat_adapter needs the enhanced feature width: GoldLoss(feat_channels=...)",
                                 path="loss")
             f_h = f_s if self.adapter is None else self.adapter(f_s.float())
+            if gate is not None:
+                mask = mask * F.interpolate(gate, size=f_s.shape[-2:], mode="nearest")
             terms["distill"]["feat"] = feature_distillation(f_h, f_t, mask, cfg.feat_mse, cfg.feat_cos)
-        terms["distill"]["out"] = output_distillation(out.logits, t(out.teacher_logits), cfg.temperature)
+        terms["distill"]["out"] = (output_distillation(out.logits, t(z_t), cfg.temperature) if gate is None else
+                                   gated_output_distillation(out.logits, t(z_t), gate, cfg.temperature))
     if cfg.attention:
         terms["att"] = attention_transfer(f_s, f_t, d_s, d_t)
     return terms

@@ -24,8 +24,9 @@ from .core import GoldError, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'VARIANTS', 'PAPERS', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention', 'ChangeHead', 'Refiner',
-           'GoldNet', 'load_imagenet', 'build_model', 'model_flops', 'model_summary', 'cost_table', 'cost_markdown']
+__all__ = ['log', 'VARIANTS', 'TEACHER_PARTS', 'PAPERS', 'ResNetEncoder', 'Neck', 'BidirectionalChannelAttention', 'ChangeHead',
+           'Refiner', 'GoldNet', 'load_imagenet', 'build_model', 'model_flops', 'model_summary', 'cost_table',
+           'cost_markdown']
 
 # %% ../nbs/05_models.ipynb #917ed7a1
 class ResNetEncoder(nn.Module):
@@ -368,6 +369,53 @@ def build_model(variant: str = "full",  # "full" or "lightweight", or a baseline
     elif not next(model.parameters()).is_meta:
         log.info("encoders: random init (He-normal); no pretrained weights")
     return model
+
+# %% ../nbs/05_models.ipynb #75eec33e
+TEACHER_PARTS = {  # part -> (module when shared, module of its own branch)
+    "encoder": ("encoder_opt", "teacher_encoder"),
+    "neck": ("neck_opt", "teacher_neck"),
+    "bca": ("bca", "teacher_bca"),
+    "head": ("teacher_head", "teacher_head"),
+}
+
+
+@patch
+def teacher_state_dict(self: GoldNet) -> dict[str, torch.Tensor]:
+    "The teacher's weights (optical encoder, neck, BCA, head), named by part whether shared or not."
+    if self.teacher_head is None:
+        raise GoldError("this model has no teacher (built with teacher=False)", path="model")
+    own = 0 if self.config["shared_teacher"] else 1
+    return {f"{part}.{k}": v for part, names in TEACHER_PARTS.items()
+            for k, v in getattr(self, names[own]).state_dict().items()}
+
+
+@patch
+def load_teacher(self: GoldNet,
+                 state: dict,  # from `teacher_state_dict`
+                 freeze: bool = True,  # stop its gradients and keep it in eval mode
+                 ) -> None:
+    "Load a trained teacher into this model's own teacher branch (frozen by default)."
+    if self.teacher_head is None or self.config["shared_teacher"]:
+        raise GoldError("a loaded teacher needs a teacher branch of its own: build with shared_teacher=False",
+                        path="model.shared_teacher")
+    for part, (_, name) in TEACHER_PARTS.items():
+        getattr(self, name).load_state_dict({k[len(part) + 1:]: v for k, v in state.items()
+                                             if k.startswith(part + ".")})
+    if freeze:
+        for _, name in TEACHER_PARTS.values():
+            getattr(self, name).requires_grad_(False)
+        self.frozen_teacher = True
+        self.train(self.training)
+
+
+@patch
+def train(self: GoldNet, mode: bool = True) -> GoldNet:
+    "Train or eval mode; a frozen teacher's modules stay in eval mode."
+    nn.Module.train(self, mode)
+    if getattr(self, "frozen_teacher", False):
+        for _, name in TEACHER_PARTS.values():
+            getattr(self, name).eval()
+    return self
 
 # %% ../nbs/05_models.ipynb #f80a7d89
 def model_flops(config: dict,  # `model.config` (or build_model keyword arguments)

@@ -22,7 +22,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'OMBRIA_ROLES', 'ombria_path', 'ombria_tiles', 'read_tile_images', 'read_ombria_tile', 'ombria_split',
-           'write_ombria_tile', 'check_limit', 'is_ombria_output', 'import_ombria', 'ombria_raw_scenes']
+           'ombria_labelled', 'write_ombria_tile', 'check_limit', 'is_ombria_output', 'import_ombria',
+           'ombria_raw_scenes']
 
 # %% ../nbs/03a_ombria.ipynb #2276ab14
 OMBRIA_ROLES = {  # role -> (sensor folder, sub-folder, file prefix)
@@ -120,12 +121,24 @@ def ombria_split(train: list[str],  # published train tile numbers
     held = set(np.random.default_rng(seed).choice(sorted(train), n_val, replace=False).tolist())
     return {**{n: ("val" if n in held else "train") for n in train}, **{n: "test" for n in test}}
 
+# %% ../nbs/03a_ombria.ipynb #557e9039
+def ombria_labelled(train: list[str],  # the train split's tile numbers (validation already drawn)
+                    share: float = 1.0,  # share of them that keep their labels, in (0, 1]
+                    seed: int = 0,  # seed of the draw
+                    ) -> set[str]:
+    "The train tiles that keep their labels: a seeded share, at least one."
+    if not 0 < share <= 1:
+        raise GoldError(f"labelled share must be in (0, 1], got {share}", path="--labelled")
+    n = min(len(train), max(1, round(share * len(train))))
+    return set(np.random.default_rng([seed, 1]).choice(sorted(train), n, replace=False).tolist())
+
 # %% ../nbs/03a_ombria.ipynb #cdb348b9
 def write_ombria_tile(tmp: Path,  # the folder being written (holding {split}/{A,B,C,label}/)
                       split: str,  # train, val or test
                       name: str,  # the tile's name (file stem)
                       arrays: dict,  # the four arrays, as `read_tile_images` returns them
                       source: str,  # recorded in the GeoTIFF tags
+                      labelled: bool = True,  # False: an unlabelled triplet (label 255, its truth in `truth/`)
                       ) -> dict:
     "Write one tile's four GeoTIFFs (SAR tagged amplitude DN, label 0/1); return its manifest row."
     ident = Affine.identity()
@@ -137,12 +150,17 @@ def write_ombria_tile(tmp: Path,  # the folder being written (holding {split}/{A
     write_geotiff(tmp / split / "C" / f"{name}.tif", arrays["C"], None, ident, tags=tags,
                   band_names=["swir1_b11", "nir_b8", "green_b3"])
     label = np.where(arrays["label"] > 0, 1, 0).astype(np.uint8)
-    write_geotiff(tmp / split / "label" / f"{name}.tif", label, None, ident,
-                  tags={**tags, "values": "0=no change, 1=change"}, band_names=["change"])
+    values = {"values": "0=no change, 1=change"}
+    if not labelled:                  # the truth goes aside; training sees 255 (not labelled) everywhere
+        write_geotiff(tmp / split / "truth" / f"{name}.tif", label, None, ident, tags={**tags, **values},
+                      band_names=["change"])
+        values = {"values": "255=not labelled (label budget; the truth is in truth/)"}
     h, w = label.shape
+    write_geotiff(tmp / split / "label" / f"{name}.tif", label if labelled else np.full((h, w), 255, np.uint8),
+                  None, ident, tags={**tags, **values}, band_names=["change"])
     return dict(tile=name, split=split, kept=True, reason="", scene=name, row_off=0, col_off=0, height=h, width=w,
-                has_opt_t2=True, crs="", transform="1 0 0 0 1 0", changed_pixels=int(label.sum()),
-                labelled_pixels=h * w)
+                has_opt_t2=True, crs="", transform="1 0 0 0 1 0", changed_pixels=int(label.sum()) if labelled else 0,
+                labelled_pixels=h * w if labelled else 0, labelled=labelled, truth_changed_pixels=int(label.sum()))
 
 
 def check_limit(limit: int | None,  # the --limit a user gave
@@ -164,6 +182,7 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
                   seed: int = 0,  # seed of the validation draw
                   limit: int | None = None,  # import only the first `limit` tiles of each split (quick runs)
                   overwrite: bool = False,  # replace an existing output folder
+                  labelled: float = 1.0,  # share of the train tiles that keep their labels (`ombria_labelled`)
                   ) -> pd.DataFrame:
     "Write OMBRIA as a preprocessed tile folder (published test kept, validation from train); return the manifest."
     src, out = Path(src), Path(out)
@@ -173,6 +192,7 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
     replace = check_output_folder(out, "import --ombria", "preprocess.json", overwrite, made_by=is_ombria_output)
     published = {s: ombria_tiles(src, s)[:limit] for s in ("train", "test")}
     splits = ombria_split(published["train"], published["test"], val, seed)
+    keep = ombria_labelled([n for n, s in splits.items() if s == "train"], labelled, seed)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     rows = []
@@ -181,12 +201,14 @@ def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, Ombri
             pub = "test" if split == "test" else "train"
             arrays = read_ombria_tile(src, pub, number)
             name = f"ombria_{number}"
-            row = write_ombria_tile(tmp, split, name, arrays, f"{src.name} {pub} {number}")
+            row = write_ombria_tile(tmp, split, name, arrays, f"{src.name} {pub} {number}",
+                                    labelled=split != "train" or number in keep)
             rows.append({**row, "published_split": pub, "number": number})
         df = pd.DataFrame(rows)
         df.to_csv(tmp / "manifest.csv", index=False)
         info = {"source": "ombria", "input": str(src), "val": val, "seed": seed, "limit": limit,
-                "tiles": df.split.value_counts().to_dict(),
+                "tiles": df.split.value_counts().to_dict(), "labelled": labelled,
+                "labelled_tiles": df[df.labelled].split.value_counts().to_dict(),
                 "changed_fraction": {s: float(g.changed_pixels.sum() / g.labelled_pixels.sum())
                                      for s, g in df.groupby("split")}}
         (tmp / "preprocess.json").write_text(json.dumps(info, indent=2) + "\n")

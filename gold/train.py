@@ -28,6 +28,7 @@ from .core import (Config, GoldError, atomic_path, atomic_write_text, check_outp
 # re-exported: these names stay importable from gold.train
 from .checkpoints import (load_checkpoint, load_student, rng_state, save_checkpoint, set_rng_state,
                               STUDENT_FORMAT, student_checkpoint)
+from .checkpoints import attach_teacher, teacher_checkpoint, TEACHER_FILE
 from .precision import PRECISIONS, cpu_has_bf16, Precision
 _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "cpu_has_bf16",
          "Precision", "student_checkpoint", "load_student"]  # and listed in __all__, as before the split
@@ -35,14 +36,14 @@ _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "s
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready',
-           'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data', 'data_fingerprint',
-           'build_datasets', 'change_fraction', 'build_run_model', 'build_optimizer', 'fixed_threshold', 'evaluate',
-           'choose_thresholds', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer',
-           'absolute_data_paths', 'relative_to_run', 'portable_data_paths', 'train', 'check_trained_on', 'evaluate_run',
-           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
-           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
-           'load_student']
+__all__ = ['log', 'DIST_TIMEOUT_ENV', 'PSEUDO_LEVELS', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor',
+           'dist_ready', 'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data',
+           'data_fingerprint', 'build_datasets', 'change_fraction', 'build_run_model', 'build_optimizer',
+           'fixed_threshold', 'evaluate', 'choose_thresholds', 'weights_checksum', 'rank_checksums', 'train_one_epoch',
+           'write_history', 'Trainer', 'teacher_confidence_curve', 'pseudo_threshold', 'absolute_data_paths',
+           'relative_to_run', 'portable_data_paths', 'train', 'check_trained_on', 'evaluate_run', 'add_train_args',
+           'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint',
+           'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
 
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
@@ -61,6 +62,7 @@ class DataConfig(Config):
     workers: int = 0  # data loader worker processes
     use_opt_t2: bool = True  # feed optical t2 to the teacher when the tiles have it
     sar_norm: str = "auto"  # SAR standardised by the train split's moments ("split"), each image's own ("image"), or "auto": image for 8-bit quicklooks (gold.norm.sar_norm_per_image)
+    labelled_share: float = 0.5  # share of labelled tiles in a training batch when some train tiles are unlabelled (gold.data.LabelledShareSampler)
     synth: dict | None = None  # if root is missing: {size, n_scenes, seed, tile, stride} to synthesise it
 
     def check(self) -> str | None:
@@ -70,6 +72,8 @@ class DataConfig(Config):
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 return f"{name} must be at least 1, got {getattr(self, name)}"
+        if not 0 < self.labelled_share <= 1:
+            return f"labelled_share must be in (0, 1], got {self.labelled_share}"
         if self.sar_norm not in SAR_NORMS:
             return f"sar_norm must be one of {', '.join(SAR_NORMS)}, got {self.sar_norm!r}"
         return f"workers must not be negative, got {self.workers}" if self.workers < 0 else None
@@ -110,6 +114,7 @@ class TrainConfig(Config):
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     classic: ClassicConfig = dataclasses.field(default_factory=ClassicConfig)  # model.variant=classic: the pixel classifier
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)  # model.variant=stack: the two runs mixed
+    teacher_from: str | None = None  # a run (or its teacher.pt) whose trained teacher is loaded and frozen (needs model.shared_teacher false, loss.teacher_cd false)
     select_metric: str = "iou"  # validation score that selects best.pt (student, change class)
     threshold: float | str = "auto"  # decision threshold on p(change); "auto": the F1-best on validation, kept in student.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -314,6 +319,9 @@ def build_run_model(cfg: TrainConfig,  # the run's config
     if not loss_cfg.student_cd and not teacher:
         raise GoldError("student_cd=False trains the teacher alone, which needs optical t2 in the train tiles",
                         path=cfg.data.root)
+    if cfg.teacher_from and (cfg.model.shared_teacher or loss_cfg.teacher_cd or not teacher):
+        raise GoldError("a loaded teacher is frozen in a branch of its own: set model.shared_teacher=false and "
+                        "loss.teacher_cd=false, with a loss that uses the teacher", path="teacher_from")
     return model, loss_fn
 
 # %% ../nbs/08_train.ipynb #f23b3318
@@ -454,12 +462,15 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
     t0 = time.perf_counter()
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     sums: dict[str, float] = {}
-    done = skipped = samples = no_teacher = 0
+    done = skipped = samples = no_teacher = unlabelled = 0
+    partial = not np.all(getattr(loader.dataset, "labelled", True))   # a label budget: count batches with no label
     bar = progress(total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
     for i, batch in enumerate(loader):
         if i >= n_batches:
             break
         batch = precision.move(batch)
+        if partial:
+            unlabelled += int(not bool((batch["mask"] != loss_fn.config.ignore_index).any()))
         opt_t2 = batch.get("opt_t2") if use_teacher and "has_opt_t2" not in batch else None
         if use_teacher and opt_t2 is None:
             no_teacher += 1                          # a tile of the batch lacks optical t2: student terms only
@@ -491,6 +502,7 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
                     epoch + 1, no_teacher, n_batches)
     means = reduce_mean({k: v / max(done, 1) for k, v in sums.items()})
     return {**means, "batches": done, "skipped": skipped, "samples": samples,  # this rank's batches and samples
+            **({"unlabelled_batches": unlabelled} if partial else {}),
             "no_teacher_batches": no_teacher,
             "seconds": round(time.perf_counter() - t0, 3)}  # loading + forward + backward + step, no validation
 
@@ -541,6 +553,8 @@ class Trainer:
         self.change_fraction = change_fraction(train)
         model, self.loss_fn = build_run_model(cfg, train.opt_bands, train.sar_bands, self.has_opt_t2,
                                               self.change_fraction)
+        if cfg.teacher_from:                                 # trained first elsewhere: loaded here, frozen
+            attach_teacher(model, cfg.teacher_from, self.sets["stats"])
         self.select_who = "student" if self.loss_fn.config.student_cd else "teacher"
         self.use_teacher = getattr(model, "teacher_head", None) is not None
         model = model.to(self.device)
@@ -613,7 +627,7 @@ def fit(self: Trainer,
         t0 = time.perf_counter()
         loader = make_loader(self.sets["train"], batch_size=cfg.data.batch_size, shuffle=True,
                              workers=cfg.data.workers, seed=cfg.seed * 100_003 + self.epoch,
-                             distributed=dist_ready())
+                             distributed=dist_ready(), labelled_share=cfg.data.labelled_share)
         if dist_ready():
             loader.sampler.set_epoch(self.epoch)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -666,6 +680,8 @@ def finish(self: Trainer) -> dict:
         extra["threshold_tta"] = tta
     if rank() == 0:
         save_checkpoint(student_checkpoint(self.net, self.sets["stats"], extra), self.out / "student.pt")
+    if self.use_teacher and self.loss_fn.config.teacher_cd and not cfg.teacher_from:
+        self.save_teacher(best["epoch"], thresholds.get("teacher"))
     val_score = best["score"] if self.val_loader is not None else None   # without validation: no score, not 0
     summary = {"name": cfg.name, "best_epoch": best["epoch"], f"val_{cfg.select_metric}": val_score,
                "epochs": cfg.epochs, "thresholds": thresholds}
@@ -732,12 +748,60 @@ Trainer.thresholds = _thresholds
 Trainer.tta_threshold = _tta_threshold
 Trainer.final_precision = _final_precision
 
+# %% ../nbs/08_train.ipynb #034cfa7f
+PSEUDO_LEVELS = (0.6, 0.7, 0.8, 0.9, 0.95, 0.98)  # teacher confidence levels of the validation curve
+
+
+def teacher_confidence_curve(model: nn.Module,  # a GOLD network with a teacher
+                             loader,  # validation batches (with optical t2)
+                             precision: Precision,  # device and autocast
+                             levels: tuple = PSEUDO_LEVELS,  # confidence levels
+                             ) -> list[dict]:
+    "Per level: the share of labelled pixels where the teacher is at least that sure, and its accuracy there."
+    from gold.losses import teacher_confidence
+    sure, right, total = torch.zeros(len(levels)), torch.zeros(len(levels)), 0
+    for who, logits, mask in _split_logits(model, loader, precision):
+        if who != "teacher":
+            continue
+        conf, cls = (x.cpu() for x in teacher_confidence(logits))
+        mask = mask.cpu()
+        ok = mask != 255
+        total += int(ok.sum())
+        for i, level in enumerate(levels):
+            m = ok & (conf >= level)
+            sure[i] += m.sum()
+            right[i] += (m & (cls == mask)).sum()
+    return [{"level": level, "coverage": float(s / max(total, 1)), "accuracy": float(r / s) if s else None}
+            for level, s, r in zip(levels, sure, right)]
+
+
+def pseudo_threshold(curve: list[dict],  # from `teacher_confidence_curve` (or a teacher.pt's `confidence`)
+                     accuracy: float = 0.95,  # required share of confident pixels the teacher gets right
+                     ) -> float | None:
+    "The lowest confidence level whose confident pixels the teacher gets right at least `accuracy` of the time."
+    return next((c["level"] for c in curve if c["accuracy"] is not None and c["accuracy"] >= accuracy), None)
+
+
+@patch
+def save_teacher(self: Trainer,
+                 epoch: int,  # the selected epoch
+                 threshold: float | None,  # the teacher's decision threshold
+                 ) -> None:
+    "Write `teacher.pt`: the selected teacher, its threshold, and its confidence curve on validation."
+    curve = ([] if self.val_loader is None else
+             teacher_confidence_curve(self.model, self.val_loader, self.final_precision()))
+    extra = {"epoch": epoch, "run": self.cfg.name, "threshold": threshold, "confidence": curve,
+             "pseudo_threshold": pseudo_threshold(curve)}
+    if rank() == 0:
+        save_checkpoint(teacher_checkpoint(self.net, self.sets["stats"], extra), self.out / TEACHER_FILE)
+
 # %% ../nbs/08_train.ipynb #12a94a8b
 def _data_paths(cfg: TrainConfig, fix) -> TrainConfig:
-    "The config with `fix` applied to its data folders (those that are set)."
+    "The config with `fix` applied to its data folders and its teacher's run (those that are set)."
     f = lambda p: fix(p) if p else p
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=f(cfg.data.root),
-                                                             val_root=f(cfg.data.val_root)))
+                                                             val_root=f(cfg.data.val_root)),
+                               teacher_from=f(cfg.teacher_from))
 
 
 def absolute_data_paths(cfg: TrainConfig,  # a config, data folders as typed or as a run folder records them

@@ -155,7 +155,7 @@ def test_committed_grids_expand_to_valid_runs(run_gold, grid):
     listed = [l for l in proc.stdout.splitlines() if l.strip()]
     expected = sum(len(r["seeds"] if "seeds" in r else spec.get("seeds") or [0]) for r in spec["runs"])
     assert len(listed) == expected, listed                     # an entry may run its own (fewer) seeds
-    classic = ("classic",) if spec["template"] == "block_eval" else ()   # the pixel classifier: block_eval only
+    classic = ("classic", "stack") if spec["template"] == "block_eval" else ()   # the classic (and its stack): block_eval only
     for run in spec["runs"]:
         variant = {**(spec.get("params") or {}), **run}.get("VARIANT", "lightweight")
         assert variant in (*VARIANTS, *BASELINES, *classic), (grid.name, variant)
@@ -180,3 +180,32 @@ def test_block_protocol_smoke_classic_and_network(run_gold, tmp_path):
     table = pd.read_csv(reports / "block_eval.csv")
     assert len(table) == 2 and table["tta_f1_mean"].notna().sum() == 1
     assert "f1 --tta" in (reports / "block_eval.md").read_text()
+
+
+def test_block_protocol_stack_mixes_the_classic_and_a_network(run_gold, tmp_path):
+    """`block_eval` with VARIANT stack: the classic and STACK_NET trained in the run, their mix chosen on validation,
+    scored on the same test blocks as a lone model."""
+    runs = tmp_path / "runs"
+    run_gold("run", "block_eval", "-p", "SMOKE", "True", "-p", "VARIANT", "stack", "-p", "STACK_NET", "fc_ef",
+             "-p", "SAR_NORM", "auto", "-p", "DATA_CACHE", tmp_path / "cache", "--templates", TEMPLATES, "--out", runs)
+    run = next(p for p in (runs / "block_eval").iterdir() if p.is_dir())
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert metrics["test_pixels"] > 0 and 0 <= metrics["student_f1"] <= 1 and "tta_f1" not in metrics
+    stack = json.loads((run / "train" / "stack.json").read_text())
+    assert [m["file"] for m in stack["members"]] == ["../network/student.pt", "../classic/classic.json"]
+    assert 0 <= pd.read_csv(run / "train" / "metrics.csv").weight.iloc[0] <= 1
+
+
+def test_teacher_first_trains_one_teacher_for_the_runs_that_share_it(run_gold, tmp_path):
+    """`train_eval` with TEACHER_FIRST: the first run trains the teacher alone under DATA_CACHE/teachers and learns
+    from it frozen; a second run with the same recipe and seed (here with pseudo-labels) reuses that teacher."""
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    for pseudo in ("0", "auto"):
+        run_gold("run", "train_eval", "-p", "SMOKE", "True", "-p", "ABLATION", "distill", "-p", "TEACHER_FIRST", "True",
+                 "-p", "PSEUDO", pseudo, "-p", "DATA_CACHE", cache, "--templates", TEMPLATES, "--out", runs)
+    teachers = list((cache / "teachers").iterdir())
+    assert len(teachers) == 1 and (teachers[0] / "teacher.pt").is_file()
+    done = [json.loads((p / "metrics.json").read_text()) for p in (runs / "train_eval").iterdir() if p.is_dir()]
+    assert sorted(d["metrics"]["teacher_seconds"] > 0 for d in done) == [False, True]   # trained once, then reused
+    assert {Path(d["info"]["teacher_from"]).name for d in done} == {teachers[0].name}
+    assert all(d["metrics"]["teacher_f1"] >= 0 for d in done)                            # the frozen teacher is scored
