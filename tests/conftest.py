@@ -13,6 +13,18 @@ SHARED = ROOT.parent / "shared"
 REAL = SHARED / "data" / "real"
 
 
+def json_summary(stdout: str) -> dict:
+    """The JSON summary a `gold` command prints last (after its log lines)."""
+    import json
+    return json.loads(stdout[stdout.index("{"):])
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Tiny scenes on a shared 2-core machine: one OpenMP thread per process."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 def gold_exe() -> str:
     """The `gold` console script of the environment running the tests."""
     exe = Path(sys.executable).parent / "gold"

@@ -7,17 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
+from conftest import json_summary as _summary
 from gold.io import read_raster
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """Tiny scenes on a shared 2-core machine: one OpenMP thread per process."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-def _summary(stdout: str) -> dict:
-    return json.loads(stdout[stdout.index("{"):])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_classic_run_evaluates_and_maps_a_new_scene(run_gold, tmp_path):
