@@ -81,5 +81,5 @@ def test_torchrun_two_processes_agree_and_write_one_run(tmp_path):
     assert len(sums) == 2 and sums[0] == sums[1]          # both ranks hold bit-identical weights
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == ["best.pt", "config.yaml", "environment.json", "last.pt", "metrics.csv", "student.pt",
-                     "test_metrics.json"], files           # one set of files, no per-rank copies or temporaries
+                     "teacher.pt", "test_metrics.json"], files   # one set of files, no per-rank copies or temporaries
     assert proc.stdout.count('"rank_checksums"') == 1     # only rank 0 printed the summary
