@@ -161,11 +161,26 @@ def behaviour_change(recorded: dict,  # a fingerprint from the report's provenan
     return None
 
 # %% ../nbs/12a_provenance.ipynb #2cf86da6
+def _network_member(folder: Path) -> Path | None:
+    "A stack's training folder -> its first member that trained a network (what its row computes); others as they are."
+    cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    if (cfg.get("model") or {}).get("variant") != "stack":
+        return folder
+    for m in (cfg.get("stack") or {}).get("members") or []:
+        for where in (Path(m), folder / m, folder.parent / Path(m).name):   # as recorded, from the run, beside it
+            if (where / "config.yaml").is_file():
+                variant = ((yaml.safe_load((where / "config.yaml").read_text()) or {}).get("model") or {}).get("variant")
+                if variant not in ("classic", "stack"):
+                    return where
+                break
+    return None
+
+
 def _training_folder(run: Path, params: dict) -> Path | None:
-    "Where the run's config.yaml is: its own training folder, or the folder of the checkpoint it loaded."
+    "Where the run's config.yaml is: its own training folder, or the folder of the checkpoint it loaded (a stack's: its network's)."
     for where in (run / "train", run, Path(str(params.get("CHECKPOINT", ""))).parent):
         if str(where) not in ("", ".") and (where / "config.yaml").is_file():
-            return where
+            return _network_member(where)
     return None
 
 
