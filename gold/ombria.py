@@ -175,7 +175,7 @@ def is_ombria_output(marker: Path,  # a preprocess.json
     "Whether a preprocess.json was written by `import_ombria` (not by `gold preprocess`)."
     return (read_json(marker) or {}).get("source") == "ombria"
 
-
+# %% ../nbs/03a_ombria.ipynb #5aeae76b
 def import_ombria(src: str | os.PathLike,  # the OMBRIA folder (OmbriaS1/, OmbriaS2/)
                   out: str | os.PathLike,  # the preprocessed folder to write
                   val: float = 0.1,  # share of the published train tiles held out for validation

@@ -100,7 +100,7 @@ class OptimConfig(Config):
     clip_norm: float = 0.5  # gradient clipping max norm (0 = off)
     dynamic_lr_scale: float = 10.0  # learning rate of the dynamic-weight log-variances, relative to lr (method page: 0.1)
 
-
+# %% ../nbs/08_train.ipynb #63820c99
 @dataclasses.dataclass
 class TrainConfig(Config):
     """A whole training run."""
