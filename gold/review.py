@@ -28,7 +28,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'OVERVIEW_MIN', 'SAR_EPS', 'RASTER_PANE', 'placed_vrt', 'tile_source', 'band_limits', 'in_kernel', 'ReviewMap',
-           'shared_tile_source', 'review_map']
+           'shared_tile_source', 'clear_tile_sources', 'review_map']
 
 # %% ../nbs/11d_review.ipynb #665df9e6
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -196,6 +196,13 @@ def shared_tile_source(path: str | os.PathLike,  # a raster of the scene
     if key not in _SOURCES or not _SOURCES[key].exists():
         _SOURCES[key] = tile_source(path, _cache_dir() / f"{len(_SOURCES)}_{path.stem}.vrt", placement, resampling)
     return _SOURCES[key]
+
+# %% ../nbs/11d_review.ipynb #99c15fc2
+def clear_tile_sources() -> None:
+    "Remove this process's tile-source folder now (a process that ends without running `atexit`, like a test worker)."
+    if "dir" in _SOURCES:
+        shutil.rmtree(_SOURCES["dir"], ignore_errors=True)
+    _SOURCES.clear()
 
 # %% ../nbs/11d_review.ipynb #e571cddd
 @patch
