@@ -37,10 +37,10 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'PARAMETERS_TAG', 'RESERVED', 'GRID_KEYS', 'templates_dir', 'read_template', 'template_parameters',
            'check_template', 'load_grid', 'find_experiment', 'parse_params', 'expand_runs', 'run_id', 'flatten',
-           'record', 'is_done', 'execute_run', 'run_experiment', 'add_run_args', 'run_run', 'add_report_args',
-           'run_report', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'STUDENT_INPUT', 'TEACHER_INPUT', 'FIGURE_KINDS',
-           'collect_runs', 'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories', 'plot_tradeoff',
-           'build_report', 'write_index']
+           'record', 'is_done', 'execute_run', 'selected', 'run_experiment', 'add_run_args', 'run_run',
+           'add_report_args', 'run_report', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'STUDENT_INPUT', 'TEACHER_INPUT',
+           'FIGURE_KINDS', 'collect_runs', 'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories',
+           'plot_tradeoff', 'build_report', 'write_index']
 
 # %% ../nbs/12_experiments.ipynb #9be9c940
 PARAMETERS_TAG = "parameters"
@@ -345,6 +345,13 @@ def execute_run(template: str | os.PathLike,  # the template notebook
     return status
 
 # %% ../nbs/12_experiments.ipynb #aed8584e
+def selected(rid: str,  # a run's id
+             only: str | None,  # a regular expression, or None for every run
+             ) -> bool:
+    "Whether `gold run --only` selects this run."
+    return only is None or re.search(only, rid) is not None
+
+
 def run_experiment(experiment: str,  # name, template `.ipynb` or grid `.yaml`
                    params: dict[str, Any] | None = None,  # `-p` overrides
                    grid_file: str | os.PathLike | None = None,  # an explicit grid (`-f`)
@@ -355,8 +362,9 @@ def run_experiment(experiment: str,  # name, template `.ipynb` or grid `.yaml`
                    kernel: str = "python3",  # Jupyter kernel name
                    cwd: str | os.PathLike | None = None,  # working directory of the runs
                    timeout: float | None = None,  # seconds allowed per cell
+                   only: str | None = None,  # run only the runs whose id this regular expression finds (`re.search`)
                    ) -> list[dict]:
-    "Execute every run of an experiment (skipping completed ones); one result dict per run."
+    "Execute every run of an experiment (skipping completed ones); one result dict per run it selects."
     name, template, grid = find_experiment(experiment, grid_file, templates)
     known = template_parameters(template)
     runs = expand_runs(known, grid, params, seeds, where=f"experiment {name}")
@@ -366,19 +374,20 @@ def run_experiment(experiment: str,  # name, template `.ipynb` or grid `.yaml`
     _write_json(folder / "experiment.json", {"name": name, "template": template.stem, "grid": grid,
                                              "overrides": params or {}, "seeds": list(seeds or []), "runs": ids,
                                              "updated": _now()})
+    chosen = [(rid, p) for rid, p in zip(ids, runs) if selected(rid, only)]
     results = []
-    for i, (rid, p) in enumerate(zip(ids, runs), 1):
+    for i, (rid, p) in enumerate(chosen, 1):
         where = folder / rid
         if not force and is_done(where, template, p):
-            log.info("[%d/%d] %s: already completed with these parameters (skipped; --force reruns)", i, len(runs), rid)
+            log.info("[%d/%d] %s: already completed with these parameters (skipped; --force reruns)", i, len(chosen), rid)
             results.append({"run_id": rid, "status": "skipped", "folder": str(where)})
             continue
-        log.info("[%d/%d] %s: running %s", i, len(runs), rid, template.name)
+        log.info("[%d/%d] %s: running %s", i, len(chosen), rid, template.name)
         status = execute_run(template, where, p, name, kernel, cwd, timeout)
         if status["status"] == "failed":
-            log.error("[%d/%d] %s: failed after %.0f s: %s", i, len(runs), rid, status["seconds"], status["error"])
+            log.error("[%d/%d] %s: failed after %.0f s: %s", i, len(chosen), rid, status["seconds"], status["error"])
         else:
-            log.info("[%d/%d] %s: completed in %.0f s", i, len(runs), rid, status["seconds"])
+            log.info("[%d/%d] %s: completed in %.0f s", i, len(chosen), rid, status["seconds"])
         results.append({"run_id": rid, "folder": str(where), **status})
     return results
 
@@ -399,6 +408,8 @@ def add_run_args(parser: argparse.ArgumentParser,  # the `gold run` parser
                         help="templates folder (default: ./nbs/experiments, else the one beside the package)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel that executes the notebooks")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per notebook cell")
+    parser.add_argument("--only", default=None, metavar="REGEX",
+                        help="run only the runs whose id this regular expression finds, e.g. 'seed0' or '^student-'")
     parser.add_argument("--list", action="store_true", help="print the runs that would execute and stop")
 
 
@@ -413,10 +424,11 @@ def run_run(args: argparse.Namespace,  # parsed `gold run` arguments
     if args.list:
         name, template, grid = find_experiment(args.experiment, args.grid, args.templates)
         for p in expand_runs(template_parameters(template), grid, params, args.seeds, where=f"experiment {name}"):
-            print(f"{args.out / name / run_id(p)}  {json.dumps(p)}")
+            if selected(run_id(p), args.only):
+                print(f"{args.out / name / run_id(p)}  {json.dumps(p)}")
         return []
     results = run_experiment(args.experiment, params, args.grid, args.seeds, args.force, args.out, args.templates,
-                             args.kernel, timeout=args.timeout)
+                             args.kernel, timeout=args.timeout, only=args.only)
     for r in results:
         print(f"{r['status']:9s} {r['folder']}" + (f"  ({r['error']})" if r.get("error") else ""))
     failed = [r for r in results if r["status"] == "failed"]
