@@ -36,19 +36,20 @@ _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "s
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DIST_TIMEOUT_ENV', 'PSEUDO_LEVELS', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor',
-           'dist_ready', 'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data',
-           'data_fingerprint', 'build_datasets', 'change_fraction', 'build_run_model', 'build_optimizer',
-           'fixed_threshold', 'evaluate', 'choose_thresholds', 'weights_checksum', 'rank_checksums', 'train_one_epoch',
-           'write_history', 'Trainer', 'teacher_confidence_curve', 'pseudo_threshold', 'absolute_data_paths',
-           'relative_to_run', 'portable_data_paths', 'train', 'check_trained_on', 'evaluate_run', 'add_train_args',
-           'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint',
-           'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint', 'load_student']
+__all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready',
+           'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data', 'data_fingerprint',
+           'build_datasets', 'change_fraction', 'build_run_model', 'build_optimizer', 'fixed_threshold', 'evaluate',
+           'choose_thresholds', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer',
+           'absolute_data_paths', 'relative_to_run', 'portable_data_paths', 'train', 'check_trained_on', 'evaluate_run',
+           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
+           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
+           'load_student']
 
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
 from .stack_model import STACK_FILE, StackConfig  # model.variant=stack: two trained runs mixed
 from .norm import SAR_NORMS, sar_norm_per_image  # data.sar_norm
+from .pseudo import PSEUDO_LEVELS, pseudo_threshold, teacher_confidence_curve  # the teacher file's confidence curve
 
 # %% ../nbs/08_train.ipynb #92e0508e
 @dataclasses.dataclass
@@ -749,39 +750,6 @@ Trainer.tta_threshold = _tta_threshold
 Trainer.final_precision = _final_precision
 
 # %% ../nbs/08_train.ipynb #034cfa7f
-PSEUDO_LEVELS = (0.6, 0.7, 0.8, 0.9, 0.95, 0.98)  # teacher confidence levels of the validation curve
-
-
-def teacher_confidence_curve(model: nn.Module,  # a GOLD network with a teacher
-                             loader,  # validation batches (with optical t2)
-                             precision: Precision,  # device and autocast
-                             levels: tuple = PSEUDO_LEVELS,  # confidence levels
-                             ) -> list[dict]:
-    "Per level: the share of labelled pixels where the teacher is at least that sure, and its accuracy there."
-    from gold.losses import teacher_confidence
-    sure, right, total = torch.zeros(len(levels)), torch.zeros(len(levels)), 0
-    for who, logits, mask in _split_logits(model, loader, precision):
-        if who != "teacher":
-            continue
-        conf, cls = (x.cpu() for x in teacher_confidence(logits))
-        mask = mask.cpu()
-        ok = mask != 255
-        total += int(ok.sum())
-        for i, level in enumerate(levels):
-            m = ok & (conf >= level)
-            sure[i] += m.sum()
-            right[i] += (m & (cls == mask)).sum()
-    return [{"level": level, "coverage": float(s / max(total, 1)), "accuracy": float(r / s) if s else None}
-            for level, s, r in zip(levels, sure, right)]
-
-
-def pseudo_threshold(curve: list[dict],  # from `teacher_confidence_curve` (or a teacher.pt's `confidence`)
-                     accuracy: float = 0.95,  # required share of confident pixels the teacher gets right
-                     ) -> float | None:
-    "The lowest confidence level whose confident pixels the teacher gets right at least `accuracy` of the time."
-    return next((c["level"] for c in curve if c["accuracy"] is not None and c["accuracy"] >= accuracy), None)
-
-
 @patch
 def save_teacher(self: Trainer,
                  epoch: int,  # the selected epoch

@@ -197,15 +197,30 @@ def test_block_protocol_stack_mixes_the_classic_and_a_network(run_gold, tmp_path
 
 
 def test_teacher_first_trains_one_teacher_for_the_runs_that_share_it(run_gold, tmp_path):
-    """`train_eval` with TEACHER_FIRST: the first run trains the teacher alone under DATA_CACHE/teachers and learns
-    from it frozen; a second run with the same recipe and seed (here with pseudo-labels) reuses that teacher."""
+    """`train_eval` with TEACHER_FIRST under a label budget: the first run trains the teacher alone under
+    DATA_CACHE/teachers and learns from it frozen; a second run with the same recipe and seed (here with
+    pseudo-labels at the level the teacher chose) reuses that teacher. Both score it on the held-back truth."""
+    from gold.preprocess import PreprocessConfig, preprocess
+    from gold.pseudo import label_budget_copy
+    from gold.synth import SynthConfig, write_scenes
+    write_scenes(tmp_path / "raw", 1, 0, SynthConfig(size=256))
+    preprocess(tmp_path / "raw", tmp_path / "full", PreprocessConfig(tile=64, stride=64))
+    label_budget_copy(tmp_path / "full", tmp_path / "budget", 0.25)
     runs, cache = tmp_path / "runs", tmp_path / "cache"
     for pseudo in ("0", "auto"):
         run_gold("run", "train_eval", "-p", "SMOKE", "True", "-p", "ABLATION", "distill", "-p", "TEACHER_FIRST", "True",
-                 "-p", "PSEUDO", pseudo, "-p", "DATA_CACHE", cache, "--templates", TEMPLATES, "--out", runs)
+                 "-p", "PSEUDO", pseudo, "-p", "DATA", tmp_path / "budget", "-p", "DATA_CACHE", cache,
+                 "--templates", TEMPLATES, "--out", runs)
     teachers = list((cache / "teachers").iterdir())
     assert len(teachers) == 1 and (teachers[0] / "teacher.pt").is_file()
-    done = [json.loads((p / "metrics.json").read_text()) for p in (runs / "train_eval").iterdir() if p.is_dir()]
-    assert sorted(d["metrics"]["teacher_seconds"] > 0 for d in done) == [False, True]   # trained once, then reused
-    assert {Path(d["info"]["teacher_from"]).name for d in done} == {teachers[0].name}
-    assert all(d["metrics"]["teacher_f1"] >= 0 for d in done)                            # the frozen teacher is scored
+    folders = [p for p in (runs / "train_eval").iterdir() if p.is_dir()]
+    done = {json.loads((p / "params.json").read_text())["params"]["PSEUDO"]: json.loads((p / "metrics.json").read_text())
+            for p in folders}
+    assert sorted(d["metrics"]["teacher_seconds"] > 0 for d in done.values()) == [False, True]  # trained once, reused
+    assert {Path(d["info"]["teacher_from"]).name for d in done.values()} == {teachers[0].name}
+    assert all(d["metrics"]["teacher_f1"] >= 0 for d in done.values())                 # the frozen teacher is scored
+    assert done[0]["info"]["pseudo_label"] == 0 and done["auto"]["info"]["pseudo_label"] >= 0.6   # a level was chosen
+    curves = [json.loads((p / "teacher_truth_curve.json").read_text()) for p in folders]
+    assert curves[0] == curves[1] and all(0 <= c["coverage"] <= 1 for c in curves[0])  # one teacher, one curve
+    assert any(k.startswith("pseudo_truth") and k.endswith("recall") for k in done["auto"]["metrics"])
+    assert not any(k.startswith("pseudo_truth") for k in done[0]["metrics"])                            # the frozen teacher is scored
