@@ -14,15 +14,15 @@ import torch
 from torch import nn
 
 from .classic_model import CLASSIC_FILE, is_classic_file
-from .stack_model import STACK_FILE, is_stack_file
+from .stack_model import STACK_FILE, STACK_FORMAT, StackNet, file_sha256, is_stack_file
 from .core import GoldError, atomic_path, get_logger
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'STUDENT_FORMAT', 'TEACHER_FORMAT', 'TEACHER_FILE', 'LAYOUT_KEYS', 'save_checkpoint', 'load_checkpoint',
-           'rng_state', 'set_rng_state', 'student_checkpoint', 'load_student', 'run_model', 'teacher_checkpoint',
-           'attach_teacher']
+           'rng_state', 'set_rng_state', 'student_checkpoint', 'load_student', 'load_stack', 'run_model',
+           'teacher_checkpoint', 'attach_teacher']
 
 # %% ../nbs/08b_checkpoints.ipynb #1bb4b6f5
 def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
@@ -94,8 +94,7 @@ def load_student(path: str | os.PathLike,  # a `student.pt` (or a classic run's 
     "A student-only network (or the model of a `classic.json` or `stack.json`) in eval mode and the file's metadata."
     from gold.models import build_model
     if is_stack_file(path):                            # two models mixed (gold.stack_model)
-        from gold import stack_model
-        return stack_model.load_stack(path, device, opt_bands, sar_bands)
+        return load_stack(path, device, opt_bands, sar_bands)
     if is_classic_file(path):                          # the pixel classifier of a classic run (gold.classic_model)
         from gold import classic_model
         return classic_model.load_classic(path, device, opt_bands, sar_bands)
@@ -119,6 +118,34 @@ def load_student(path: str | os.PathLike,  # a `student.pt` (or a classic run's 
     log.debug("student weights loaded from %s (epoch %s)", path, ckpt.get("epoch", "?"))
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model.to(device).eval(), meta
+
+# %% ../nbs/08b_checkpoints.ipynb #649430e3
+def load_stack(path: str | os.PathLike,  # a `stack.json`
+               device: str | torch.device = "cpu",  # where the network members run
+               opt_bands: int | None = None,  # the data's optical bands, checked when given
+               sar_bands: int | None = None,  # the data's SAR bands, checked when given
+               ) -> tuple[StackNet, dict]:
+    "The stacked model in eval mode and the file's metadata (what `load_student` returns for a student)."
+    from gold.classic import read_json_model
+    path = Path(path)
+    data = read_json_model(path, "stack")
+    if data.get("format") != STACK_FORMAT:
+        raise GoldError(f"not a stack model file (format {data.get('format')!r})", path=path)
+    want = (data["opt_bands"], data["sar_bands"])
+    have = (opt_bands or want[0], sar_bands or want[1])
+    if have != want:
+        raise GoldError(f"model expects {want[0]} optical + {want[1]} SAR bands but the data has "
+                        f"{have[0]} + {have[1]}", path=path)
+    models = []
+    for m in data["members"]:
+        f = path.parent / m["file"]
+        if not f.is_file():
+            raise GoldError(f"stack member {m['file']} not found (moved or deleted?)", path=path)
+        if file_sha256(f) != m["sha256"]:
+            raise GoldError(f"stack member {m['file']} changed since the stack was fitted (SHA-256 differs); "
+                            "fit the stack again", path=path)
+        models.append(load_student(f, device, *want)[0])
+    return StackNet(models, data["weights"]).eval(), data
 
 # %% ../nbs/08b_checkpoints.ipynb #c1a55102
 def run_model(run: str | os.PathLike,  # a run folder

@@ -160,7 +160,8 @@ def train_classic(cfg,  # the run's `gold.train.TrainConfig` (model.variant clas
     "Fit the classic classifier of a run, write its run folder and score its test split; returns the run summary."
     from gold.core import environment_info, seed_everything
     from gold.data import TileDataset
-    from gold.train import build_datasets, fixed_threshold, portable_data_paths, write_history
+    from gold.evaluation import fixed_threshold
+    from gold.run_data import build_datasets, portable_data_paths, write_history
     out = Path(out)
     if (out / CLASSIC_FILE).exists() and not overwrite:
         raise GoldError("run folder already holds a run; pass --overwrite to replace it", path=out)

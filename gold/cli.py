@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("gold.infer", "predict a whole optical t1 + SAR t2 scene to GeoTIFF change maps and polygons"),
     "map": ("gold.maps", "build an offline HTML review map of a scene and its predicted change"),
     "run": ("gold.experiments", "run an experiment notebook (or a grid of them) with papermill"),
-    "report": ("gold.experiments", "collect an experiment's runs into tables and figures"),
+    "report": ("gold.reports", "collect an experiment's runs into tables and figures"),
 }
 
 

@@ -16,16 +16,17 @@ import pandas as pd
 
 from .core import GoldError, atomic_write_text, environment_info, get_logger, seed_everything
 
+# re-exported: these names stay importable from gold.demo
+from .tables import SCORE_COLUMNS, markdown_table, write_table
+_all_ = ["SCORE_COLUMNS", "markdown_table", "write_table"]  # and listed in __all__, as before the move
+
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SCORE_COLUMNS', 'results_table', 'write_table', 'markdown_table', 'demo_config', 'test_predictions',
-           'plot_prediction', 'predict_unseen', 'run_demo_pipeline', 'add_demo_args', 'run_demo']
+__all__ = ['log', 'results_table', 'demo_config', 'test_predictions', 'plot_prediction', 'predict_unseen', 'run_demo_pipeline',
+           'add_demo_args', 'run_demo', 'SCORE_COLUMNS', 'markdown_table', 'write_table']
 
 # %% ../nbs/14_demo.ipynb #85390763
-SCORE_COLUMNS = ("f1", "iou", "precision", "recall", "kappa", "oa")
-
-
 def results_table(runs: dict[str, str | Path],  # label -> run folder with test_metrics.json
                   teacher_of: str | None = None,  # label of the run whose teacher row to add
                   ) -> pd.DataFrame:
@@ -41,23 +42,6 @@ def results_table(runs: dict[str, str | Path],  # label -> run folder with test_
     df[list(SCORE_COLUMNS)] = (df[list(SCORE_COLUMNS)] * 100).round(2)
     return df
 
-
-def write_table(df: pd.DataFrame,  # a results table
-                stem: str | Path,  # path without extension; writes .csv and .md
-                ) -> None:
-    "Write a table as CSV and as a Markdown table, atomically."
-    atomic_write_text(Path(f"{stem}.csv"), df.to_csv(index=False))
-    atomic_write_text(Path(f"{stem}.md"), markdown_table(df) + "\n")
-
-
-def markdown_table(df: pd.DataFrame,  # any table
-                   ) -> str:
-    "A GitHub Markdown table (no extra dependency)."
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |"
-            for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 # %% ../nbs/14_demo.ipynb #19353f1f
 def demo_config(config: str | Path | None,  # the demo's YAML (configs/demo.yaml); None = built-in defaults

@@ -13,8 +13,9 @@ import torch
 from .checkpoints import load_student, run_model
 from .core import GoldError, atomic_write_text, get_device, progress
 from .data import NormStats, TileDataset, make_loader
-from .metrics import ConfusionMatrix, student_probability
-from .train import relative_to_run
+from .forward import student_probability
+from .metrics import ConfusionMatrix
+from .run_data import relative_to_run
 
 # %% auto #0
 __all__ = ['tile_events', 'evaluate_events', 'format_event_scores']

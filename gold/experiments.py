@@ -22,25 +22,14 @@ import pandas as pd
 import yaml
 
 from .core import GoldError, parse_value, atomic_write_text, get_logger, near_path, read_json, yaml_error_where
-from .demo import markdown_table
-
-# re-exported: these names stay importable from gold.experiments
-from .reports import (build_report, collect_runs, EXTRA_COLUMNS, FIGURE_KINDS, format_summary, HEADERS,
-                          mean_histories, plot_scores, plot_tradeoff, SCORES, STUDENT_INPUT, summarise_runs,
-                          TEACHER_INPUT, write_index)
-_all_ = ["SCORES", "EXTRA_COLUMNS", "HEADERS", "STUDENT_INPUT", "TEACHER_INPUT", "FIGURE_KINDS", "collect_runs",
-         "summarise_runs", "format_summary", "plot_scores", "mean_histories", "plot_tradeoff", "build_report",
-         "write_index"]  # and listed in __all__, as before the split
+from .tables import markdown_table
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PARAMETERS_TAG', 'RESERVED', 'GRID_KEYS', 'templates_dir', 'read_template', 'template_parameters',
            'check_template', 'load_grid', 'find_experiment', 'parse_params', 'expand_runs', 'run_id', 'flatten',
-           'record', 'is_done', 'execute_run', 'selected', 'run_experiment', 'add_run_args', 'run_run',
-           'add_report_args', 'run_report', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'STUDENT_INPUT', 'TEACHER_INPUT',
-           'FIGURE_KINDS', 'collect_runs', 'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories',
-           'plot_tradeoff', 'build_report', 'write_index']
+           'record', 'is_done', 'execute_run', 'selected', 'run_experiment', 'add_run_args', 'run_run']
 
 # %% ../nbs/12_experiments.ipynb #9be9c940
 PARAMETERS_TAG = "parameters"
@@ -438,37 +427,3 @@ def run_run(args: argparse.Namespace,  # parsed `gold run` arguments
                         path=Path(failed[0]["folder"]).parent)
     return results
 
-
-def add_report_args(parser: argparse.ArgumentParser,  # the `gold report` parser
-                    ) -> None:
-    "Arguments of `gold report`."
-    parser.add_argument("experiment", nargs="?", default=None, help="experiment name (a folder under --runs)")
-    parser.add_argument("--check", action="store_true",
-                        help="check instead that every committed report would come out the same with today's code "
-                             "(template, grid, behaviour of each row); fail naming the refresh command otherwise")
-    parser.add_argument("--runs", type=Path, default=Path("reports/runs"), help="runs folder")
-    parser.add_argument("--reports", type=Path, default=Path("reports"),
-                        help="where the tables, figures and README.md index go")
-    parser.add_argument("--teacher-of", default=None,
-                        help="configuration label whose teacher scores to add as the upper-bound row "
-                             "(default: the grid's report.teacher_of)")
-
-# %% ../nbs/12_experiments.ipynb #b020b5dd
-def run_report(args: argparse.Namespace,  # parsed `gold report` arguments
-               ) -> dict:
-    "Run `gold report` (or `gold report --check`)."
-    if args.check:
-        from gold.provenance import check_reports
-        problems = check_reports(args.reports, args.runs)
-        if problems:
-            raise GoldError(f"{len(problems)} stale report(s):\n" + "\n".join(problems), path=args.reports)
-        print(f"every report under {args.reports} is current")
-        return {"problems": []}
-    if not args.experiment:
-        raise GoldError("name the experiment to report (or pass --check)", path=args.runs)
-    out = build_report(args.experiment, args.runs, args.reports, args.teacher_of)
-    summary = pd.read_csv(out["csv"])
-    cols = [c for c in ("configuration", "runs", "f1_mean", "f1_std", "iou_mean", "iou_std") if c in summary]
-    print(markdown_table(summary[cols]))
-    print(f"wrote {out['md']}, {out['csv']} and {Path(out['index'])}")
-    return out

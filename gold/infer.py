@@ -20,7 +20,6 @@ import numpy as np
 import rasterio
 import rasterio.warp
 import torch
-import torch.nn.functional as F
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -28,10 +27,11 @@ from .core import GoldError, check_output_folder, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .norm import image_sar_moments, sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
 from .io import LABEL_OUTSIDE, PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
-from .metrics import ConfusionMatrix, change_probability, error_map, student_probability
+from .metrics import ConfusionMatrix, change_probability, error_map
+from .forward import student_probability, window_probabilities  # noqa: F401 (re-exported: the names stay importable here)
 from .checkpoints import load_student
 from .precision import PRECISIONS, Precision
-from .train import dist_ready, init_distributed, rank, world_size
+from .dist import dist_ready, init_distributed, rank, world_size
 
 # re-exported from gold.{mod}: the names stay importable here
 from .vectors import (CRS84, vectorise)
@@ -43,8 +43,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights', 'PredictInputs',
-           'intersection_region', 'check_inputs', 'SceneSource', 'window_probabilities', 'student_speed', 'blend_rows',
-           'scene_rows', 'PredictOptions', 'check_not_empty', 'predict_scene', 'add_predict_args', 'run_predict']
+           'intersection_region', 'check_inputs', 'SceneSource', 'student_speed', 'blend_rows', 'scene_rows',
+           'PredictOptions', 'check_not_empty', 'predict_scene', 'add_predict_args', 'run_predict']
 
 # %% ../nbs/09_infer.ipynb #1a24e3da
 NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
@@ -229,59 +229,6 @@ class SceneSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-# %% ../nbs/09_infer.ipynb #5aff9ff6
-def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    "Pad [B, C, h, w] at the bottom and right to [B, C, rows, cols] (reflection where possible)."
-    ph, pw = rows - x.shape[-2], cols - x.shape[-1]
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its device
-                         source: SceneSource,  # the scene's windows
-                         plan: WindowPlan,  # the window layout
-                         indices: Iterable[int] | None = None,  # which windows (default all), increasing
-                         batch: int = 8,  # windows per forward pass
-                         precision: Precision | None = None,  # device, autocast, memory format
-                         tta: bool = False,  # test-time augmentation (`student_probability`)
-                         ) -> Iterator[tuple[int, np.ndarray]]:
-    "(window index, p(change) [h, w] float32 with NaN where invalid) for each window, in order."
-    if hasattr(model, "window_probabilities"):       # a model that reads its own windows (the classic's halo)
-        yield from model.window_probabilities(source, plan, indices, tta, batch=batch, precision=precision)
-        return
-    precision = precision or Precision.for_run(next(model.parameters()).device)
-    windows = plan.windows
-    indices = range(len(windows)) if indices is None else indices
-    rows, cols = plan.padded
-    queue: list = []                        # (index, input or None, valid)
-
-    def run(queue):
-        todo = [k for k, (_, x, _) in enumerate(queue) if x is not None]
-        probs = {}
-        if todo:
-            x = torch.from_numpy(np.stack([queue[k][1] for k in todo]))
-            x = _pad_to(x, rows, cols)
-            x = precision.move({"x": x})["x"]
-            with torch.inference_mode(), precision.autocast():
-                p = student_probability(model, x[:, :source.opt_bands], x[:, source.opt_bands:], tta)
-            p = p[:, :plan.height, :plan.width].float().cpu().numpy()
-            probs = dict(zip(todo, p))
-        for k, (i, _, valid) in enumerate(queue):
-            p = probs.get(k)
-            p = np.full((plan.height, plan.width), np.nan, np.float32) if p is None else p.astype(np.float32)
-            p[~valid] = np.nan
-            yield i, p
-
-    for i in indices:
-        x, valid = source.read(windows[i])
-        queue.append((i, x if valid.any() else None, valid))
-        if sum(q[1] is not None for q in queue) >= batch:
-            yield from run(queue)
-            queue = []
-    yield from run(queue)
 
 # %% ../nbs/09_infer.ipynb #b5af303b
 def student_speed(model: torch.nn.Module,  # a student (or any `(opt, sar) -> .logits` network)

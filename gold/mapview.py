@@ -32,7 +32,7 @@ log = get_logger(__name__)
 __all__ = ['log', 'WEB_MERCATOR', 'PIXEL_GRID_M', 'PROB_CMAP', 'POLYGON_COLOUR', 'MASK_COLOUR', 'OVERLAYS', 'LAYERS',
            'resolve_scene', 'Prediction', 'read_prediction', 'DisplayGrid', 'render_optical', 'render_sar',
            'render_probability', 'render_errors', 'render_mask', 'png_data_url', 'colour_table', 'overlay_def',
-           'SceneView', 'scene_view', 'legend_html']
+           'SceneView', 'scene_view', 'check_prediction_grid', 'legend_html']
 
 # %% ../nbs/11b_mapview.ipynb #097b4fb7
 _ROLE_OF_SUFFIX = {"_A": "opt_t1", "_B": "sar_t2", "_D": "opt_t2", "_E": "label"}
@@ -392,7 +392,7 @@ def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw sc
     overlays, polygons, facts, has_label = [], None, {}, False
     if pred_dir is not None:
         pred = read_prediction(pred_dir)
-        _check_prediction_grid(pred, info.grid)
+        check_prediction_grid(pred, info.grid)
         mask = None
         if pred.probability is not None:
             prob, ok = disp.read(pred.probability)
@@ -429,7 +429,7 @@ def scene_view(scene: Scene | str | os.PathLike | Sequence | dict,  # the raw sc
     return SceneView(scene.name, disp, images, overlays, polygons, facts, has_label)
 
 # %% ../nbs/11b_mapview.ipynb #b56e1fc1
-def _check_prediction_grid(pred: Prediction, grid: Grid) -> None:
+def check_prediction_grid(pred: Prediction, grid: Grid) -> None:
     "Refuse a prediction of another place; note one that is not on optical t1's grid."
     for path in (pred.probability, pred.change_mask, pred.errors):
         if path is None:

@@ -11,9 +11,8 @@ import torch
 IGNORE = 255
 
 # %% auto #0
-__all__ = ['IGNORE', 'DIHEDRAL', 'TN', 'TP', 'FP', 'FN', 'ERROR_LEGEND', 'change_probability', 'predict', 'dihedral_turn',
-           'dihedral_unturn', 'student_probability', 'ConfusionMatrix', 'scores_from_confusion', 'edge_band',
-           'ThresholdSweep', 'error_map', 'colorize_errors', 'legend_handles']
+__all__ = ['IGNORE', 'TN', 'TP', 'FP', 'FN', 'ERROR_LEGEND', 'change_probability', 'predict', 'ConfusionMatrix',
+           'scores_from_confusion', 'edge_band', 'ThresholdSweep', 'error_map', 'colorize_errors', 'legend_handles']
 
 # %% ../nbs/07_metrics.ipynb #b8b433ae
 def change_probability(logits: torch.Tensor,  # [B, 2, H, W] logits (no change, change)
@@ -27,42 +26,6 @@ def predict(logits: torch.Tensor,  # [B, 2, H, W] logits
             ) -> torch.Tensor:
     "Binary change prediction [B, H, W] (int64, 1 = change)."
     return (change_probability(logits) > threshold).long()
-
-# %% ../nbs/07_metrics.ipynb #ttaex1
-DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))  # (quarter turns, left-right flip)
-
-
-def dihedral_turn(x: torch.Tensor,  # [..., H, W]
-                  k: int,  # quarter turns (counter-clockwise)
-                  flip: bool,  # left-right flip first
-                  ) -> torch.Tensor:
-    "Flip (last axis) then rotate by k quarter turns, over the last two axes."
-    return torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
-
-
-def dihedral_unturn(x: torch.Tensor,  # [..., H', W'] a turned image
-                    k: int,  # the quarter turns it was turned by
-                    flip: bool,  # whether it was flipped
-                    ) -> torch.Tensor:
-    "Undo `dihedral_turn`."
-    x = torch.rot90(x, -k, (-2, -1))
-    return x.flip(-1) if flip else x
-
-
-def student_probability(model: torch.nn.Module,  # a student (or GOLD network) in eval mode: `model(opt, sar).logits`
-                        opt: torch.Tensor,  # [B, C_opt, H, W] normalised optical t1
-                        sar: torch.Tensor,  # [B, C_sar, H, W] normalised SAR t2
-                        tta: bool = False,  # average over the 8 flips and quarter turns
-                        ) -> torch.Tensor:
-    "p(change) [B, H, W] of a batch, in float32; with `tta`, the mean over the square's symmetries."
-    if not tta:
-        return change_probability(model(opt, sar).logits)
-    total = None
-    for k, flip in DIHEDRAL:
-        p = dihedral_unturn(change_probability(model(dihedral_turn(opt, k, flip), dihedral_turn(sar, k, flip)).logits),
-                            k, flip)
-        total = p if total is None else total + p
-    return total / len(DIHEDRAL)
 
 # %% ../nbs/07_metrics.ipynb #51ddec37
 class ConfusionMatrix:

@@ -196,13 +196,13 @@ def training_record(label: str,  # the row
 def run_record(run: str | os.PathLike,  # a run folder of `gold run`
                ) -> dict:
     "What made one run: row label, seed, commit, digest of the executed notebook, training config (or None)."
-    from gold.reports import _config_label
+    from gold.tables import config_label
     run = Path(run)
     saved = read_json(run / "params.json", strict=True)
     params = saved.get("params", {})
     executed = run / f"{saved.get('template', '')}.ipynb"
     return {"run_id": run.name, "seed": params.get("SEED", 0),
-            **training_record(params.get("LABEL") or _config_label(params), _training_folder(run, params)),
+            **training_record(params.get("LABEL") or config_label(params), _training_folder(run, params)),
             "template_digest": notebook_digest(executed) if executed.is_file() else None}
 
 # %% ../nbs/12a_provenance.ipynb #26371770
@@ -278,7 +278,7 @@ def report_provenance(experiment: str,  # the experiment's name (folder under `r
                       ) -> dict:
     "What made an experiment's report: grid, template digests, and per row its commits and fingerprint."
     from gold.core import git_commit
-    from gold.experiments import collect_runs
+    from gold.tables import collect_runs
     folder = Path(runs) / experiment
     table = collect_runs(folder)
     records = [run_record(f) for f in table.loc[table["status"] == "completed", "folder"]]

@@ -55,8 +55,8 @@ def teacher_confidence_curve(model: nn.Module,  # a GOLD network with a teacher
                              levels: tuple = PSEUDO_LEVELS,  # confidence levels
                              ) -> list[dict]:
     "The teacher's `confidence_curve` over a loader's batches."
-    from gold.train import _split_logits          # gold.train imports this module
-    return confidence_curve(((z, m) for who, z, m in _split_logits(model, loader, precision) if who == "teacher"),
+    from gold.evaluation import split_logits
+    return confidence_curve(((z, m) for who, z, m in split_logits(model, loader, precision) if who == "teacher"),
                             levels)
 
 # %% ../nbs/08c_pseudo.ipynb #38f722bb

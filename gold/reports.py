@@ -5,6 +5,7 @@
 # %% ../nbs/12b_reports.ipynb #b2d30ce2
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -14,14 +15,18 @@ import numpy as np
 import pandas as pd
 
 from .core import GoldError, atomic_write_text, get_logger, read_json
-from .demo import SCORE_COLUMNS, markdown_table
+from .tables import SCORE_COLUMNS, markdown_table
+
+# re-exported: this name stays importable from gold.reports
+from .tables import collect_runs
+_all_ = ["collect_runs"]  # and listed in __all__, as before the move
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SCORES', 'EXTRA_COLUMNS', 'HEADERS', 'PERCENT_EXTRAS', 'STUDENT_INPUT', 'TEACHER_INPUT', 'FIGURE_KINDS',
-           'collect_runs', 'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories', 'plot_tradeoff',
-           'build_report', 'write_index']
+           'summarise_runs', 'format_summary', 'plot_scores', 'mean_histories', 'plot_tradeoff', 'build_report',
+           'write_index', 'add_report_args', 'run_report', 'collect_runs']
 
 # %% ../nbs/12b_reports.ipynb #8dfe06f4
 SCORES = SCORE_COLUMNS  # change-class scores of the tables, in order (those of the demo's table)
@@ -35,48 +40,6 @@ HEADERS = {"tta_f1": "f1 --tta", "student_edge_f1": "f1 edge band", "student_int
 PERCENT_EXTRAS = ("tta_f1", "student_edge_f1", "student_interior_f1", "events_f1", "events_precision",
                   "events_recall")  # extra metrics recorded as fractions and shown in percent, like the scores
 STUDENT_INPUT, TEACHER_INPUT = "optical t1 + SAR t2", "optical t1 + optical t2"
-
-
-def collect_runs(folder: str | os.PathLike,  # reports/runs/<experiment>
-                 ) -> pd.DataFrame:
-    "One row per run folder: run_id, status, error, label, seed, param_*, metrics and artefact paths."
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise GoldError("no runs of this experiment (run `gold run` first)", path=folder)
-    order = (read_json(folder / "experiment.json") or {}).get("runs", [])
-    rows = []
-    for run in sorted(p for p in folder.iterdir() if (p / "params.json").is_file()):
-        saved = read_json(run / "params.json") or {}
-        status = read_json(run / "status.json") or {"status": "unknown"}
-        doc = read_json(run / "metrics.json") or {}
-        params = saved.get("params", {})
-        row = {"run_id": run.name, "status": status.get("status"), "error": status.get("error", ""),
-               "run_seconds": status.get("seconds", np.nan), "template": saved.get("template", ""),
-               "label": params.get("LABEL") or _config_label(params), "seed": params.get("SEED", 0),
-               "config": _config_key(params), "folder": str(run)}
-        row.update({f"param_{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in params.items()})
-        row.update(doc.get("metrics", {}))
-        row.update({f"artifact_{k}": str(run / v) for k, v in doc.get("artifacts", {}).items()})
-        rows.append(row)
-    if not rows:
-        raise GoldError("no run folders (with params.json) here", path=folder)
-    df = pd.DataFrame(rows)
-    rank = {r: i for i, r in enumerate(order)}
-    df["_order"] = [rank.get(r, len(rank) + i) for i, r in enumerate(df["run_id"])]
-    return df.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-
-
-def _config_items(params: dict) -> dict:
-    return {k: v for k, v in sorted(params.items()) if k not in ("SEED", "OUT")}
-
-
-def _config_key(params: dict) -> str:
-    return json.dumps(_config_items(params), sort_keys=True, default=str)
-
-
-def _config_label(params: dict) -> str:
-    items = {k: v for k, v in _config_items(params).items() if k != "LABEL"}
-    return ", ".join(f"{k}={v}" for k, v in items.items()) or "defaults"
 
 
 def _varying_params(runs: pd.DataFrame) -> list[str]:
@@ -377,3 +340,38 @@ def write_index(reports: str | os.PathLike = "reports",  # the reports folder
     if loose:
         lines += ["## Figures", "", *[f"- [{p.name}]({_relative(p, reports)})" for p in loose], ""]
     return atomic_write_text(reports / "README.md", "\n".join(lines))
+
+# %% ../nbs/12b_reports.ipynb #980ecf2e
+def add_report_args(parser: argparse.ArgumentParser,  # the `gold report` parser
+                    ) -> None:
+    "Arguments of `gold report`."
+    parser.add_argument("experiment", nargs="?", default=None, help="experiment name (a folder under --runs)")
+    parser.add_argument("--check", action="store_true",
+                        help="check instead that every committed report would come out the same with today's code "
+                             "(template, grid, behaviour of each row); fail naming the refresh command otherwise")
+    parser.add_argument("--runs", type=Path, default=Path("reports/runs"), help="runs folder")
+    parser.add_argument("--reports", type=Path, default=Path("reports"),
+                        help="where the tables, figures and README.md index go")
+    parser.add_argument("--teacher-of", default=None,
+                        help="configuration label whose teacher scores to add as the upper-bound row "
+                             "(default: the grid's report.teacher_of)")
+
+# %% ../nbs/12b_reports.ipynb #b020b5dd
+def run_report(args: argparse.Namespace,  # parsed `gold report` arguments
+               ) -> dict:
+    "Run `gold report` (or `gold report --check`)."
+    if args.check:
+        from gold.provenance import check_reports
+        problems = check_reports(args.reports, args.runs)
+        if problems:
+            raise GoldError(f"{len(problems)} stale report(s):\n" + "\n".join(problems), path=args.reports)
+        print(f"every report under {args.reports} is current")
+        return {"problems": []}
+    if not args.experiment:
+        raise GoldError("name the experiment to report (or pass --check)", path=args.runs)
+    out = build_report(args.experiment, args.runs, args.reports, args.teacher_of)
+    summary = pd.read_csv(out["csv"])
+    cols = [c for c in ("configuration", "runs", "f1_mean", "f1_std", "iou_mean", "iou_std") if c in summary]
+    print(markdown_table(summary[cols]))
+    print(f"wrote {out['md']}, {out['csv']} and {Path(out['index'])}")
+    return out

@@ -21,7 +21,7 @@ from rasterio.transform import Affine
 from .core import get_logger, percentile_limits
 from .io import Scene, check_scene, open_raster
 from .labels import default_crs, read_features
-from .mapview import (LAYERS, POLYGON_COLOUR, WEB_MERCATOR, DisplayGrid, Prediction, _check_prediction_grid,
+from .mapview import (LAYERS, POLYGON_COLOUR, WEB_MERCATOR, DisplayGrid, Prediction, check_prediction_grid,
                       colour_table, legend_html, read_prediction, resolve_scene, scene_view)
 
 log = get_logger(__name__)
@@ -156,7 +156,7 @@ class ReviewMap:
         self.pred: Prediction | None = read_prediction(pred_dir) if pred_dir is not None else None
         info = check_scene(self.scene)
         if self.pred is not None:
-            _check_prediction_grid(self.pred, info.grid)
+            check_prediction_grid(self.pred, info.grid)
         self.sar_units = info.sar_units
         self.display = DisplayGrid.of(info.grid, max(info.grid.width, info.grid.height))
         self.port, self.show, self.tile_layers = _free_port(), show, []

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -18,13 +16,13 @@ import torch
 from torch import nn
 
 from .blocks import GoldOutput
-from .core import Config, GoldError, atomic_write_text, get_logger
+from .core import Config, GoldError, get_logger
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'STACK_FORMAT', 'STACK_FILE', 'StackConfig', 'StackNet', 'member_probabilities', 'best_mix', 'file_sha256',
-           'member_file', 'stack_checkpoint', 'is_stack_file', 'load_stack', 'train_stack']
+           'stack_checkpoint', 'is_stack_file']
 
 # %% ../nbs/05d_stack_model.ipynb #6b655303
 @dataclasses.dataclass
@@ -81,7 +79,7 @@ class StackNet(nn.Module):
                              precision=None,  # `gold.precision.Precision` of the network members (default: theirs)
                              ) -> Iterator[tuple[int, np.ndarray]]:
         "(window index, mixed p(change) [h, w] with NaN where invalid) for each window, in order."
-        from gold.infer import window_probabilities
+        from gold.forward import window_probabilities
         idx = list(range(len(plan.windows)) if indices is None else indices)
         streams = [window_probabilities(m, source, plan, idx, batch=batch, precision=precision,
                                         tta=tta and not hasattr(m, "clf")) for m in self.members]
@@ -95,7 +93,7 @@ def member_probabilities(models: Sequence[nn.Module],  # the members, in eval mo
                          ) -> tuple[list[torch.Tensor], torch.Tensor]:
     "Each member's p(change) on the split's labelled pixels (float32, one flat tensor each) and their truth."
     from gold.data import IGNORE, make_loader
-    from gold.metrics import student_probability
+    from gold.forward import student_probability
     probs, truth = [[] for _ in models], []
     for b in make_loader(dataset, batch_size=batch_size, shuffle=False, drop_last=False):
         keep = b["mask"] != IGNORE
@@ -135,19 +133,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def member_file(member: str | os.PathLike,  # a run folder or a model file
-                ) -> Path:
-    "The model file of a stack member: a run's student.pt, classic.json or stack.json, or the file itself."
-    from gold.checkpoints import run_model
-    p = Path(member)
-    if not p.exists():
-        raise GoldError("stack member not found", path=p)
-    p = run_model(p) if p.is_dir() else p
-    if not p.is_file():
-        raise GoldError("stack member holds no model file (student.pt, classic.json or stack.json)", path=member)
-    return p
-
-
 def stack_checkpoint(files: Sequence[Path],  # the members' model files
                      weights: Sequence[float],  # their weights
                      threshold: float,  # the decision threshold
@@ -172,122 +157,3 @@ def is_stack_file(path: str | os.PathLike,  # a model file
     except OSError:
         return False
     return head.lstrip()[:1] == b"{" and f'"format": "{STACK_FORMAT}"'.encode() in head
-
-# %% ../nbs/05d_stack_model.ipynb #5adfa91a
-def load_stack(path: str | os.PathLike,  # a `stack.json`
-               device: str | torch.device = "cpu",  # where the network members run
-               opt_bands: int | None = None,  # the data's optical bands, checked when given
-               sar_bands: int | None = None,  # the data's SAR bands, checked when given
-               ) -> tuple[StackNet, dict]:
-    "The stacked model in eval mode and the file's metadata (what `load_student` returns for a student)."
-    from gold.checkpoints import load_student
-    from gold.classic import read_json_model
-    path = Path(path)
-    data = read_json_model(path, "stack")
-    if data.get("format") != STACK_FORMAT:
-        raise GoldError(f"not a stack model file (format {data.get('format')!r})", path=path)
-    want = (data["opt_bands"], data["sar_bands"])
-    have = (opt_bands or want[0], sar_bands or want[1])
-    if have != want:
-        raise GoldError(f"model expects {want[0]} optical + {want[1]} SAR bands but the data has "
-                        f"{have[0]} + {have[1]}", path=path)
-    models = []
-    for m in data["members"]:
-        f = path.parent / m["file"]
-        if not f.is_file():
-            raise GoldError(f"stack member {m['file']} not found (moved or deleted?)", path=path)
-        if file_sha256(f) != m["sha256"]:
-            raise GoldError(f"stack member {m['file']} changed since the stack was fitted (SHA-256 differs); "
-                            "fit the stack again", path=path)
-        models.append(load_student(f, device, *want)[0])
-    return StackNet(models, data["weights"]).eval(), data
-
-# %% ../nbs/05d_stack_model.ipynb #e209a660
-def _check_same_normalisation(metas: Sequence[dict], files: Sequence[Path]) -> None:
-    "Refuse members whose statistics (or band layout) differ: a stack reads the tiles once."
-    a, b = metas
-    if (a["opt_bands"], a["sar_bands"]) != (b["opt_bands"], b["sar_bands"]):
-        raise GoldError(f"stack members have other band layouts ({a['opt_bands']} + {a['sar_bands']} against "
-                        f"{b['opt_bands']} + {b['sar_bands']})", path=files[1])
-    from gold.norm import NormStats
-    sa, sb = (NormStats.from_dict(m["stats"], source=str(f)).to_dict() for m, f in zip(metas, files))  # defaults filled
-    diff = sorted(k for k in sa if sa[k] != sb[k])
-    if diff:
-        raise GoldError(f"stack members normalise differently ({', '.join(diff)} differ from {files[0]}'s); train "
-                        "them on the same data with the same data.sar_norm", path=files[1])
-
-
-def _has_split(root: Path, split: str) -> bool:
-    "Whether a preprocessed folder holds tiles of the split."
-    return any((root / split / "A").glob("*.tif"))
-
-
-def _mix_at(probs: Sequence[torch.Tensor], truth: torch.Tensor, weights: Sequence[float], threshold: float) -> dict:
-    "The best weight at a fixed threshold, and its scores."
-    from gold.metrics import ConfusionMatrix
-    best = None
-    for w in weights:
-        s = ConfusionMatrix().update(((w * probs[0] + (1 - w) * probs[1]) > threshold).long(), truth).scores()
-        if best is None or s["f1"] > best["scores"]["f1"] + 1e-12:
-            best = {"weight": float(w), "threshold": threshold, "scores": s}
-    return best
-
-# %% ../nbs/05d_stack_model.ipynb #d371920c
-def train_stack(cfg,  # the run's `gold.train.TrainConfig` (model.variant stack), data folders absolute
-                out: str | os.PathLike,  # the run folder
-                overwrite: bool = False,  # replace a run the folder holds
-                ) -> dict:
-    "Fit a stack's weight and threshold on validation, write its run folder and score its test split."
-    from gold.checkpoints import load_student
-    from gold.core import environment_info
-    from gold.data import NormStats, TileDataset
-    from gold.metrics import ConfusionMatrix
-    from gold.train import data_fingerprint, fixed_threshold, portable_data_paths, relative_to_run, write_history
-    out, t0 = Path(out), time.perf_counter()
-    if (out / STACK_FILE).exists() and not overwrite:
-        raise GoldError("run folder already holds a run; pass --overwrite to replace it", path=out)
-    if len(cfg.stack.members) != 2:
-        raise GoldError("a stack run needs stack.members=[RUN_A,RUN_B]", path="stack.members")
-    files = [member_file(m) for m in cfg.stack.members]
-    loaded = [load_student(f) for f in files]
-    _check_same_normalisation([m for _, m in loaded], files)
-    models, meta = [m for m, _ in loaded], loaded[0][1]
-    stats = NormStats.from_dict(meta["stats"], source=str(files[0]))
-    val_root = Path(cfg.data.val_root or cfg.data.root)
-    if not _has_split(val_root, "val"):
-        raise GoldError("a stack chooses its weight on validation: the data folder has no val split", path=val_root)
-    probs, truth = member_probabilities(models, TileDataset(val_root, "val", stats=stats), cfg.data.eval_batch_size)
-    weights = cfg.stack.weights()
-    if cfg.threshold == "auto":
-        mix = best_mix(probs, truth, weights)
-    else:
-        mix = _mix_at(probs, truth, weights, fixed_threshold(cfg.threshold))
-    member_f1 = [best_mix(probs, truth, [1.0])["scores"]["f1"], best_mix(probs, truth, [0.0])["scores"]["f1"]]
-    net = StackNet(models, [mix["weight"], 1 - mix["weight"]])
-    row = {"epoch": 1, "weight": mix["weight"], "threshold": mix["threshold"],
-           **{f"val_member{i}_f1": f for i, f in enumerate(member_f1)},
-           **{f"val_student_{k}": mix["scores"][k] for k in ("f1", "iou", "precision", "recall", "kappa", "oa")},
-           "fit_seconds": round(time.perf_counter() - t0, 2)}
-    out.mkdir(parents=True, exist_ok=True)
-    portable_data_paths(cfg, out).save(out / "config.yaml")
-    env = {**environment_info(), "data": {"root": relative_to_run(cfg.data.root, out),
-                                          "manifest_sha256": data_fingerprint(cfg.data.root)}}
-    atomic_write_text(out / "environment.json", json.dumps(env, indent=2) + "\n")
-    write_history([row], out / "metrics.csv")
-    extra = {"threshold_setting": cfg.threshold, "run": cfg.name, "val_score": row["val_student_f1"],
-             "select_metric": "f1", "f1_by_weight": {str(k): v for k, v in mix.get("f1_by_weight", {}).items()}}
-    atomic_write_text(out / STACK_FILE, json.dumps(stack_checkpoint(
-        files, net.weights, mix["threshold"], meta, out, extra)) + "\n")
-    thresholds = {"student": mix["threshold"]}
-    summary = {"name": cfg.name, "variant": "stack", "model": STACK_FILE, "weights": net.weights,
-               "thresholds": thresholds, "val_f1": row["val_student_f1"], "val_member_f1": member_f1,
-               "seconds": round(time.perf_counter() - t0, 2)}
-    if _has_split(Path(cfg.data.root), "test"):
-        p, y = member_probabilities([net], TileDataset(cfg.data.root, "test", stats=stats), cfg.data.eval_batch_size)
-        scores = {"student": ConfusionMatrix().update((p[0] > mix["threshold"]).long(), y).scores()}
-        summary["test"] = scores
-        atomic_write_text(out / "test_metrics.json", json.dumps(
-            {"selected_epoch": 1, "split": "test", "thresholds": thresholds, **scores}, indent=2) + "\n")
-    log.info("stack run %s: weight %.2f on %s, threshold %.3f, val F1 %.4f (members %.4f, %.4f) -> %s", cfg.name,
-             mix["weight"], files[0], mix["threshold"], row["val_student_f1"], *member_f1, out)
-    return summary

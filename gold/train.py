@@ -6,10 +6,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import datetime
-import io
 import json
 import math
 import os
@@ -30,20 +27,27 @@ from .checkpoints import (load_checkpoint, load_student, rng_state, save_checkpo
                               STUDENT_FORMAT, student_checkpoint)
 from .checkpoints import attach_teacher, teacher_checkpoint, TEACHER_FILE
 from .precision import PRECISIONS, cpu_has_bf16, Precision
+from .dist import DIST_TIMEOUT_ENV, dist_ready, dist_timeout, init_distributed, rank, reduce_mean, world_size
+from .run_data import (absolute_data_paths, build_datasets, data_fingerprint, ensure_data, portable_data_paths,
+                           relative_to_run, split_exists, write_history)
+from .evaluation import choose_thresholds, evaluate, fixed_threshold, split_logits
 _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "cpu_has_bf16",
-         "Precision", "student_checkpoint", "load_student"]  # and listed in __all__, as before the split
+         "Precision", "student_checkpoint", "load_student", "DIST_TIMEOUT_ENV", "dist_ready", "dist_timeout",
+         "init_distributed", "rank", "reduce_mean", "world_size", "absolute_data_paths", "build_datasets",
+         "data_fingerprint", "ensure_data", "portable_data_paths", "relative_to_run", "write_history",
+         "choose_thresholds", "evaluate", "fixed_threshold"]  # and listed in __all__, as before the split
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DIST_TIMEOUT_ENV', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'dist_ready',
-           'rank', 'world_size', 'dist_timeout', 'init_distributed', 'reduce_mean', 'ensure_data', 'data_fingerprint',
-           'build_datasets', 'change_fraction', 'build_run_model', 'build_optimizer', 'fixed_threshold', 'evaluate',
-           'choose_thresholds', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'write_history', 'Trainer',
-           'absolute_data_paths', 'relative_to_run', 'portable_data_paths', 'train', 'check_trained_on', 'evaluate_run',
-           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
-           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
-           'load_student']
+__all__ = ['log', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'change_fraction', 'build_run_model',
+           'build_optimizer', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'Trainer', 'train',
+           'check_trained_on', 'evaluate_run', 'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate',
+           'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16',
+           'Precision', 'student_checkpoint', 'load_student', 'DIST_TIMEOUT_ENV', 'dist_ready', 'dist_timeout',
+           'init_distributed', 'rank', 'reduce_mean', 'world_size', 'absolute_data_paths', 'build_datasets',
+           'data_fingerprint', 'ensure_data', 'portable_data_paths', 'relative_to_run', 'write_history',
+           'choose_thresholds', 'evaluate', 'fixed_threshold']
 
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
@@ -147,131 +151,6 @@ def lr_factor(epoch: int,  # 0-based epoch about to run
     progress_ = min(max(epoch - warmup, 0) / span, 1.0)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
 
-# %% ../nbs/08_train.ipynb #023aa78b
-def dist_ready() -> bool:
-    "Whether a process group is initialised."
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def rank() -> int:
-    "This process's rank (0 without a process group)."
-    return torch.distributed.get_rank() if dist_ready() else 0
-
-
-def world_size() -> int:
-    "Number of processes (1 without a process group)."
-    return torch.distributed.get_world_size() if dist_ready() else 1
-
-
-DIST_TIMEOUT_ENV = "GOLD_DIST_TIMEOUT"
-
-
-def dist_timeout() -> float:
-    "Seconds a collective may wait for the other ranks before it fails (`GOLD_DIST_TIMEOUT`, default 1800)."
-    text = os.environ.get(DIST_TIMEOUT_ENV, "1800")
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:
-        raise GoldError(f"must be a positive number of seconds, got {text!r}", path=DIST_TIMEOUT_ENV)
-    return seconds
-
-
-def init_distributed(device: str = "auto",  # the device preference of the run
-                     ) -> torch.device:
-    "Join the torchrun process group when there is one; return this process's device."
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist_ready():
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo",
-                                             timeout=datetime.timedelta(seconds=dist_timeout()))
-    dev = get_device(device)
-    if dev.type == "cuda" and dist_ready():
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return dev
-
-
-def reduce_mean(values: dict[str, float],  # per-process numbers
-                ) -> dict[str, float]:
-    "Average a dict of numbers over processes (identity without a process group)."
-    if not dist_ready() or not values:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    torch.distributed.all_reduce(t)
-    return {k: float(v) / world_size() for k, v in zip(keys, t.tolist())}
-
-# %% ../nbs/08_train.ipynb #fa9a217e
-def ensure_data(cfg: DataConfig,  # the run's data settings
-                ) -> Path:
-    "The preprocessed folder, synthesised and preprocessed first when missing and `cfg.synth` is set."
-    root = Path(cfg.root)
-    if root.exists() or not cfg.synth:
-        return root
-    from gold.synth import SynthConfig, write_scenes
-    from gold.preprocess import PreprocessConfig, preprocess
-    spec = dict(cfg.synth)
-    size, n_scenes, seed = spec.pop("size", 256), spec.pop("n_scenes", 1), spec.pop("seed", 0)
-    raw = root.parent / f"{root.name}_raw"
-    if rank() == 0:
-        log.info("data folder %s missing: synthesising %d scene(s) of %d px and preprocessing them", root,
-                 n_scenes, size)
-        write_scenes(raw, n_scenes, seed, SynthConfig(size=size))
-        preprocess(raw, root, PreprocessConfig.from_dict(spec, source="data.synth"))
-    if dist_ready():
-        torch.distributed.barrier()
-    return root
-
-
-def _split_exists(root: Path, split: str) -> bool:
-    return (root / split / "A").is_dir() and any((root / split / "A").glob("*.tif"))
-
-
-def _check_crop(root: Path, crop: int | None) -> None:
-    "Refuse a crop larger than the smallest train tile (from the manifest), before a run folder is made."
-    manifest = root / "manifest.csv"
-    if crop is None or not manifest.is_file():              # None: whole tiles (the classic)
-        return
-    import pandas as pd
-    df = pd.read_csv(manifest, dtype={"tile": str}, keep_default_na=False)
-    if not {"split", "height", "width"} <= set(df.columns) or not (df["split"] == "train").any():
-        return
-    rows = df[df["split"] == "train"]
-    side = int(min(rows["height"].min(), rows["width"].min()))
-    if crop > side:
-        raise GoldError(f"data.crop {crop} is larger than the train tiles ({side} px); use data.crop <= {side}",
-                        path=manifest)
-
-
-def data_fingerprint(root: str | os.PathLike,  # a preprocessed folder
-                     ) -> str | None:
-    "The SHA-256 of the folder's manifest.csv (what a run records of the data it trained on); None without one."
-    import hashlib
-    manifest = Path(root) / "manifest.csv"
-    return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
-
-
-def build_datasets(cfg: TrainConfig,  # the run's config
-                   ) -> dict:
-    "Train, val and test datasets (val/test None when absent) sharing the train split's statistics."
-    from gold.data import TileDataset
-    root = ensure_data(cfg.data)
-    if not root.is_dir():
-        raise GoldError("preprocessed data folder not found (run `gold preprocess` first)", path=root)
-    if not _split_exists(root, "train"):
-        raise GoldError("data folder has no train split (expected train/A/*.tif)", path=root)
-    _check_crop(root, cfg.data.crop)
-    train = TileDataset(root, "train", crop=cfg.data.crop, augment=True, use_opt_t2=cfg.data.use_opt_t2)
-    per_image = sar_norm_per_image(cfg.data.sar_norm, train.stats)
-    train.stats = stats = dataclasses.replace(train.stats, sar_per_image=per_image)
-    val_root = Path(cfg.data.val_root) if cfg.data.val_root else root
-    sets = {"train": train, "stats": stats}
-    for split, where in (("val", val_root), ("test", root)):
-        sets[split] = TileDataset(where, split, stats=stats) if _split_exists(where, split) else None
-    return sets
-
 # %% ../nbs/08_train.ipynb #9f956add
 def change_fraction(dataset,  # the train split (a TileDataset, or any dataset of samples)
                     ) -> float:
@@ -338,65 +217,6 @@ def build_optimizer(model: nn.Module,  # the network
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda e: lr_factor(e, epochs, cfg.warmup_epochs, cfg.min_lr_ratio))
     return opt, sched
-
-# %% ../nbs/08_train.ipynb #9ba55cdd
-@torch.no_grad()
-def _split_logits(model: nn.Module, loader, precision: Precision, teacher: bool = True):
-    "Yield (who, logits, mask) over a split in eval mode: the student, and the teacher where it can run."
-    net = getattr(model, "module", model)
-    was_training = net.training
-    net.eval()
-    run_teacher = teacher and getattr(net, "teacher_head", None) is not None
-    try:
-        for batch in loader:
-            batch = precision.move(batch)
-            with precision.autocast():
-                yield "student", net(batch["opt_t1"], batch["sar_t2"]).logits.float(), batch["mask"]
-            if run_teacher and "opt_t2" in batch and "has_opt_t2" not in batch:
-                with precision.autocast():
-                    yield "teacher", net.forward_teacher(batch["opt_t1"], batch["opt_t2"]).float(), batch["mask"]
-    finally:
-        net.train(was_training)
-
-
-def fixed_threshold(threshold: float | str,  # a run's `threshold` setting
-                    ) -> float:
-    "The threshold used before one is chosen: the number itself, or 0.5 for `auto`."
-    if isinstance(threshold, str):
-        if threshold != "auto":
-            raise GoldError(f"threshold must be a number in (0, 1) or 'auto', got {threshold!r}", path="threshold")
-        return 0.5
-    return float(threshold)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module,  # a GOLD network (DDP-wrapped or not)
-             loader,  # batches of a split
-             precision: Precision,  # device and autocast
-             threshold: float | dict = 0.5,  # decision threshold on p(change), or one per model {"student": ...}
-             teacher: bool = True,  # also score the teacher where possible
-             ) -> dict[str, dict[str, float]]:
-    "Scores of the student (and teacher) on a split."
-    from gold.metrics import ConfusionMatrix
-    cms = {}
-    for who, logits, mask in _split_logits(model, loader, precision, teacher):
-        t = threshold.get(who, 0.5) if isinstance(threshold, dict) else threshold
-        cms.setdefault(who, ConfusionMatrix(precision.device)).update_logits(logits, mask, t)
-    return {who: cm.all_reduce().scores() for who, cm in cms.items()}
-
-
-@torch.no_grad()
-def choose_thresholds(model: nn.Module,  # a GOLD network (DDP-wrapped or not)
-                      loader,  # batches of the validation split
-                      precision: Precision,  # device and autocast
-                      teacher: bool = True,  # also choose the teacher's
-                      ) -> dict[str, tuple[float, dict]]:
-    "Per model (student, teacher): the F1-best threshold on a split and the scores there."
-    from gold.metrics import ThresholdSweep
-    sweeps = {}
-    for who, logits, mask in _split_logits(model, loader, precision, teacher):
-        sweeps.setdefault(who, ThresholdSweep(device=precision.device)).update_logits(logits, mask)
-    return {who: s.all_reduce().best() for who, s in sweeps.items()}
 
 # %% ../nbs/08_train.ipynb #39784801
 def weights_checksum(module: nn.Module,  # any module
@@ -522,19 +342,6 @@ def _flatten_scores(scores: dict, prefix: str) -> dict[str, float]:
     keep = ("f1", "iou", "precision", "recall", "kappa", "oa")
     return {f"{prefix}_{who}_{k}": v[k] for who, v in scores.items() for k in keep}
 
-
-def write_history(rows: list[dict],  # one dict per epoch
-                  path: str | os.PathLike,  # the CSV
-                  ) -> None:
-    "Write the per-epoch metrics CSV atomically (columns: union of keys, in first-seen order)."
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 # %% ../nbs/08_train.ipynb #2c3ae666
 class Trainer:
@@ -725,7 +532,8 @@ def _final_precision(self) -> Precision:
 
 def _tta_threshold(self) -> float | None:
     "The student's F1-best threshold on validation under test-time augmentation (None without `auto` or val)."
-    from gold.metrics import ThresholdSweep, student_probability
+    from gold.forward import student_probability
+    from gold.metrics import ThresholdSweep
     if self.cfg.threshold != "auto" or self.val_loader is None:
         return None
     net, precision = getattr(self.model, "module", self.model), self.final_precision()
@@ -764,40 +572,6 @@ def save_teacher(self: Trainer,
         save_checkpoint(teacher_checkpoint(self.net, self.sets["stats"], extra), self.out / TEACHER_FILE)
 
 # %% ../nbs/08_train.ipynb #12a94a8b
-def _data_paths(cfg: TrainConfig, fix) -> TrainConfig:
-    "The config with `fix` applied to its data folders and its teacher's run (those that are set)."
-    f = lambda p: fix(p) if p else p
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=f(cfg.data.root),
-                                                             val_root=f(cfg.data.val_root)),
-                               teacher_from=f(cfg.teacher_from))
-
-
-def absolute_data_paths(cfg: TrainConfig,  # a config, data folders as typed or as a run folder records them
-                        base: str | os.PathLike | None = None,  # the run folder that records them
-                        ) -> TrainConfig:
-    "The config with absolute data folders; relative ones are taken from `base` (else the working folder)."
-    def fix(p: str) -> str:
-        p = Path(p).expanduser()
-        if base is not None and not p.is_absolute() and not (p.is_dir() and not (Path(base) / p).is_dir()):
-            p = Path(base) / p                   # from the run folder, unless only an older record's cwd has it
-        return str(p.resolve())
-    return _data_paths(cfg, fix)
-
-
-def relative_to_run(path: str | os.PathLike,  # a file or folder
-                    folder: str | os.PathLike,  # the run folder that records it
-                    ) -> str:
-    "The path as a run folder records it: relative to that folder, with forward slashes."
-    return os.path.relpath(Path(path).resolve(), Path(folder).resolve()).replace(os.sep, "/")
-
-
-def portable_data_paths(cfg: TrainConfig,  # a config with absolute data folders
-                        folder: str | os.PathLike,  # the run folder that records it
-                        ) -> TrainConfig:
-    "The config with its data folders relative to the run folder: no machine paths, and the pair can move together."
-    return _data_paths(cfg, lambda p: relative_to_run(p, folder))
-
-
 def train(cfg: TrainConfig,  # the run's config
           out: str | os.PathLike,  # the run folder
           resume: bool = False,  # continue from `out/last.pt`
@@ -826,8 +600,8 @@ def train(cfg: TrainConfig,  # the run's config
         if cfg.model.variant == "classic":          # the pixel classifier: fitted in one go (gold.classic_model)
             from gold.classic_model import train_classic
             return train_classic(absolute_data_paths(cfg), out, overwrite)
-        if cfg.model.variant == "stack":            # two trained runs mixed (gold.stack_model)
-            from gold.stack_model import train_stack
+        if cfg.model.variant == "stack":            # two trained runs mixed (gold.stack_train)
+            from gold.stack_train import train_stack
             return train_stack(absolute_data_paths(cfg), out, overwrite)
         trainer = Trainer(absolute_data_paths(cfg), out)
     return trainer.fit(stop_after)
@@ -858,7 +632,8 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     "Scores of a run's student on a split (all pixels, edge band, interior); saved as `<split>_scores.json` (`_tta`) in the run."
     from gold.data import NormStats, TileDataset
     from gold.checkpoints import run_model
-    from gold.metrics import IGNORE, ConfusionMatrix, colorize_errors, edge_band, error_map, student_probability
+    from gold.forward import student_probability
+    from gold.metrics import IGNORE, ConfusionMatrix, colorize_errors, edge_band, error_map
     run = Path(run)
     if batch_size < 1:
         raise GoldError(f"batch size must be at least 1, got {batch_size}", path="--batch-size")
@@ -870,7 +645,7 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
         raise GoldError("preprocessed data folder not found (moved or deleted? pass --data)", path=root)
     if data is None:
         check_trained_on(run, root)
-    if not _split_exists(root, split):
+    if not split_exists(root, split):
         raise GoldError(f"no {split} split in the data folder", path=root)
     dev = get_device(device)
     probe = TileDataset(root, split, stats=False)            # band layout of the data, before any model
