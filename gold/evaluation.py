@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from .core import GoldError
+from .dist import dist_ready, rank, world_size
 from .precision import Precision
 
 # %% auto #0
-__all__ = ['split_logits', 'fixed_threshold', 'evaluate', 'choose_thresholds']
+__all__ = ['split_logits', 'fixed_threshold', 'evaluate', 'choose_thresholds', 'eval_loader']
 
 # %% ../nbs/08f_evaluation.ipynb #4226b5cb
 @torch.no_grad()
@@ -76,3 +77,15 @@ def choose_thresholds(model: nn.Module,  # a GOLD network (DDP-wrapped or not)
     for who, logits, mask in split_logits(model, loader, precision, teacher):
         sweeps.setdefault(who, ThresholdSweep(device=precision.device)).update_logits(logits, mask)
     return {who: s.all_reduce().best() for who, s in sweeps.items()}
+
+# %% ../nbs/08f_evaluation.ipynb #f6d69a9f
+def eval_loader(dataset,  # a split's dataset, or None when the split is absent
+                batch_size: int,  # samples per batch
+                ):
+    "Loader over this rank's share of a split (no padding, so no pixel counts twice)."
+    from gold.data import make_loader
+    if dataset is None:
+        return None
+    if dist_ready():
+        dataset = torch.utils.data.Subset(dataset, list(range(rank(), len(dataset), world_size())))
+    return make_loader(dataset, batch_size=batch_size, shuffle=False, drop_last=False)

@@ -30,193 +30,33 @@ from .precision import PRECISIONS, cpu_has_bf16, Precision
 from .dist import DIST_TIMEOUT_ENV, dist_ready, dist_timeout, init_distributed, rank, reduce_mean, world_size
 from .run_data import (absolute_data_paths, build_datasets, data_fingerprint, ensure_data, portable_data_paths,
                            relative_to_run, split_exists, write_history)
-from .evaluation import choose_thresholds, evaluate, fixed_threshold, split_logits
+from .evaluation import choose_thresholds, eval_loader, evaluate, fixed_threshold, split_logits
+from .run_config import (DataConfig, ModelConfig, OptimConfig, TrainConfig, build_optimizer, build_run_model,
+                             change_fraction, lr_factor)
 _all_ = ["STUDENT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "cpu_has_bf16",
          "Precision", "student_checkpoint", "load_student", "DIST_TIMEOUT_ENV", "dist_ready", "dist_timeout",
          "init_distributed", "rank", "reduce_mean", "world_size", "absolute_data_paths", "build_datasets",
          "data_fingerprint", "ensure_data", "portable_data_paths", "relative_to_run", "write_history",
-         "choose_thresholds", "evaluate", "fixed_threshold"]  # and listed in __all__, as before the split
+         "choose_thresholds", "evaluate", "fixed_threshold", "DataConfig", "ModelConfig", "OptimConfig",
+         "TrainConfig", "lr_factor", "change_fraction", "build_run_model", "build_optimizer"]  # and listed in __all__, as before the split
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'change_fraction', 'build_run_model',
-           'build_optimizer', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'Trainer', 'train',
-           'check_trained_on', 'evaluate_run', 'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate',
-           'STUDENT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16',
-           'Precision', 'student_checkpoint', 'load_student', 'DIST_TIMEOUT_ENV', 'dist_ready', 'dist_timeout',
-           'init_distributed', 'rank', 'reduce_mean', 'world_size', 'absolute_data_paths', 'build_datasets',
-           'data_fingerprint', 'ensure_data', 'portable_data_paths', 'relative_to_run', 'write_history',
-           'choose_thresholds', 'evaluate', 'fixed_threshold']
+__all__ = ['log', 'weights_checksum', 'rank_checksums', 'train_one_epoch', 'Trainer', 'train', 'check_trained_on', 'evaluate_run',
+           'add_train_args', 'run_train', 'add_evaluate_args', 'run_evaluate', 'STUDENT_FORMAT', 'save_checkpoint',
+           'load_checkpoint', 'rng_state', 'set_rng_state', 'cpu_has_bf16', 'Precision', 'student_checkpoint',
+           'load_student', 'DIST_TIMEOUT_ENV', 'dist_ready', 'dist_timeout', 'init_distributed', 'rank', 'reduce_mean',
+           'world_size', 'absolute_data_paths', 'build_datasets', 'data_fingerprint', 'ensure_data',
+           'portable_data_paths', 'relative_to_run', 'write_history', 'choose_thresholds', 'evaluate',
+           'fixed_threshold', 'DataConfig', 'ModelConfig', 'OptimConfig', 'TrainConfig', 'lr_factor', 'change_fraction',
+           'build_run_model', 'build_optimizer']
 
 # %% ../nbs/08_train.ipynb #c1a55201
 from .classic_model import CLASSIC_FILE, ClassicConfig  # model.variant=classic: the pixel classifier's settings
 from .stack_model import STACK_FILE, StackConfig  # model.variant=stack: two trained runs mixed
 from .norm import SAR_NORMS, sar_norm_per_image  # data.sar_norm
 from .pseudo import PSEUDO_LEVELS, pseudo_threshold, teacher_confidence_curve  # the teacher file's confidence curve
-
-# %% ../nbs/08_train.ipynb #92e0508e
-@dataclasses.dataclass
-class DataConfig(Config):
-    """Where the tiles come from and how they are batched."""
-    root: str = "data/synth/tiles"  # preprocessed folder (train split, and val/test unless val_root is set)
-    val_root: str | None = None  # validation tiles from another preprocessed folder
-    crop: int = 256  # training crop size in pixels
-    batch_size: int = 8  # training batch size (per process)
-    eval_batch_size: int = 8  # evaluation batch size
-    workers: int = 0  # data loader worker processes
-    use_opt_t2: bool = True  # feed optical t2 to the teacher when the tiles have it
-    sar_norm: str = "auto"  # SAR standardised by the train split's moments ("split"), each image's own ("image"), or "auto": image for 8-bit quicklooks (gold.norm.sar_norm_per_image)
-    labelled_share: float = 0.5  # share of labelled tiles in a training batch when some train tiles are unlabelled (gold.data.LabelledShareSampler)
-    synth: dict | None = None  # if root is missing: {size, n_scenes, seed, tile, stride} to synthesise it
-
-    def check(self) -> str | None:
-        "The first out-of-range data setting, as one line (None when all are valid)."
-        if self.crop < 16 or self.crop % 16:
-            return f"crop must be a positive multiple of 16, got {self.crop}"
-        for name in ("batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                return f"{name} must be at least 1, got {getattr(self, name)}"
-        if not 0 < self.labelled_share <= 1:
-            return f"labelled_share must be in (0, 1], got {self.labelled_share}"
-        if self.sar_norm not in SAR_NORMS:
-            return f"sar_norm must be one of {', '.join(SAR_NORMS)}, got {self.sar_norm!r}"
-        return f"workers must not be negative, got {self.workers}" if self.workers < 0 else None
-
-
-@dataclasses.dataclass
-class ModelConfig(Config):
-    """Which network."""
-    variant: str = "full"  # GOLD "full" or "lightweight", a baseline (fc_ef, fc_siam_diff, bisrnet, hetecd), classic (gold.classic_model) or stack (gold.stack_model)
-    pretrained: str | None = None  # ImageNet weights: None, "torchvision" (cache) or a file path
-    deep_stem: bool = True  # the reference's three-conv stem
-    shared_teacher: bool = True  # the teacher reuses the student's optical encoder, neck and BCA (the method); False: its own (a diagnostic)
-    refine: int = 0  # width of the GOLD student's full-resolution refiner (gold.models.Refiner); 0: none (the method)
-
-
-@dataclasses.dataclass
-class OptimConfig(Config):
-    """AdamW with linear warm-up and cosine annealing per epoch."""
-    lr: float = 5e-4  # peak learning rate
-    betas: list = dataclasses.field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
-    weight_decay: float = 0.01  # AdamW weight decay
-    warmup_epochs: int = 1  # linear warm-up epochs
-    min_lr_ratio: float = 0.01  # final learning rate as a fraction of lr
-    clip_norm: float = 0.5  # gradient clipping max norm (0 = off)
-    dynamic_lr_scale: float = 10.0  # learning rate of the dynamic-weight log-variances, relative to lr (method page: 0.1)
-
-# %% ../nbs/08_train.ipynb #63820c99
-@dataclasses.dataclass
-class TrainConfig(Config):
-    """A whole training run."""
-    name: str = "gold"  # run name
-    seed: int = 0  # the run's seed
-    epochs: int = 10  # training epochs
-    ablation: str = "gold"  # loss preset: baseline | distill | attention | gold | beside | teacher_alone
-    loss: dict = dataclasses.field(default_factory=dict)  # overrides of the preset's LossConfig fields
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    classic: ClassicConfig = dataclasses.field(default_factory=ClassicConfig)  # model.variant=classic: the pixel classifier
-    stack: StackConfig = dataclasses.field(default_factory=StackConfig)  # model.variant=stack: the two runs mixed
-    teacher_from: str | None = None  # a run (or its teacher.pt) whose trained teacher is loaded and frozen (needs model.shared_teacher false, loss.teacher_cd false)
-    select_metric: str = "iou"  # validation score that selects best.pt (student, change class)
-    threshold: float | str = "auto"  # decision threshold on p(change); "auto": the F1-best on validation, kept in student.pt
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # False: float32 everywhere, whatever `precision` says
-    precision: str = "auto"  # auto (bf16 on a GPU or a CPU with bf16 matrix units, else fp32) | fp32 | bf16
-    channels_last: bool = True  # channels_last memory format whenever autocasting to bf16/fp16
-    max_batches: int | None = None  # cap on training batches per epoch (quick runs)
-
-    def check(self) -> str | None:
-        "The first out-of-range run setting, as one line (None when all are valid)."
-        if self.epochs < 1:
-            return f"epochs must be at least 1, got {self.epochs}"
-        if self.threshold != "auto" and (isinstance(self.threshold, str) or not 0 <= self.threshold <= 1):
-            return f"threshold must be 'auto' or a number in [0, 1], got {self.threshold!r}"
-        if self.max_batches is not None and self.max_batches < 1:
-            return f"max_batches must be at least 1 (or null), got {self.max_batches}"
-        return f"optim.lr must be positive, got {self.optim.lr}" if self.optim.lr <= 0 else None
-
-# %% ../nbs/08_train.ipynb #9bc62a07
-def lr_factor(epoch: int,  # 0-based epoch about to run
-              epochs: int,  # total epochs
-              warmup: int = 1,  # warm-up epochs
-              min_ratio: float = 0.01,  # final factor
-              ) -> float:
-    "Multiplier of the peak learning rate at an epoch."
-    if warmup and epoch < warmup:
-        return (epoch + 1) / (warmup + 1)
-    span = max(epochs - warmup - 1, 1)
-    progress_ = min(max(epoch - warmup, 0) / span, 1.0)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
-
-# %% ../nbs/08_train.ipynb #9f956add
-def change_fraction(dataset,  # the train split (a TileDataset, or any dataset of samples)
-                    ) -> float:
-    "Changed share of the labelled pixels, from the manifest's counts when present, else from the labels."
-    names = set(getattr(dataset, "names", []))
-    manifest = Path(getattr(dataset, "root", "")) / "manifest.csv"
-    if names and manifest.is_file():
-        import pandas as pd
-        df = pd.read_csv(manifest, dtype={"tile": str}, keep_default_na=False)
-        if {"changed_pixels", "labelled_pixels"} <= set(df.columns):
-            rows = df[df["tile"].isin(names)]
-            if len(rows) == len(names) and rows["labelled_pixels"].sum() > 0:
-                return float(rows["changed_pixels"].sum() / rows["labelled_pixels"].sum())
-    changed = labelled = 0
-    for i in range(len(dataset)):
-        m = dataset.read_raw(i, need_opt_t2=False).mask if hasattr(dataset, "read_raw") else dataset[i]["mask"]
-        m = np.asarray(m)
-        changed, labelled = changed + int((m == 1).sum()), labelled + int((m != 255).sum())
-    return changed / max(labelled, 1)
-
-
-def build_run_model(cfg: TrainConfig,  # the run's config
-                    opt_bands: int,  # optical bands of the data
-                    sar_bands: int,  # SAR bands of the data
-                    has_opt_t2: bool,  # whether the training tiles have optical t2
-                    change_frac: float | None = None,  # changed share of the train split (class_weights auto)
-                    ) -> tuple[nn.Module, nn.Module]:
-    "The network and the loss module of a run."
-    from gold.losses import GoldLoss, LossConfig, ablation_config
-    from gold.models import build_model
-    preset = ablation_config(cfg.ablation)
-    loss_cfg = LossConfig.from_dict({**preset.to_dict(), **cfg.loss}, source="loss")
-    teacher = loss_cfg.uses_teacher and has_opt_t2 and cfg.data.use_opt_t2
-    if loss_cfg.uses_teacher and not teacher:
-        log.warning("no optical t2 in the training data: training the student alone (student-side terms only)")
-    pretrained = {"torchvision": True, None: False}.get(cfg.model.pretrained, cfg.model.pretrained)
-    model = build_model(cfg.model.variant, opt_bands=opt_bands, sar_bands=sar_bands, teacher=teacher,
-                        deep_stem=cfg.model.deep_stem, pretrained=pretrained,
-                        **({} if cfg.model.shared_teacher else {"shared_teacher": False}),
-                        **({"refine": cfg.model.refine} if cfg.model.refine else {}))
-    width = model.config.get("enhanced_width") if teacher else None  # for the hint adapter (`feat_adapter`)
-    loss_fn = GoldLoss(loss_cfg, change_frac, feat_channels=width)
-    if rank() == 0:
-        log.info("CE class weights %s (%s%s)", [round(w, 4) for w in loss_fn.class_weights], loss_cfg.class_weights,
-                 f", train change fraction {change_frac:.3f}" if change_frac is not None else "")
-    if not loss_cfg.student_cd and not teacher:
-        raise GoldError("student_cd=False trains the teacher alone, which needs optical t2 in the train tiles",
-                        path=cfg.data.root)
-    if cfg.teacher_from and (cfg.model.shared_teacher or loss_cfg.teacher_cd or not teacher):
-        raise GoldError("a loaded teacher is frozen in a branch of its own: set model.shared_teacher=false and "
-                        "loss.teacher_cd=false, with a loss that uses the teacher", path="teacher_from")
-    return model, loss_fn
-
-# %% ../nbs/08_train.ipynb #f23b3318
-def build_optimizer(model: nn.Module,  # the network
-                    loss_fn: nn.Module,  # the loss (its dynamic weights are learned too)
-                    cfg: OptimConfig,  # optimiser settings
-                    epochs: int,  # run length, for the schedule
-                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    "AdamW over the network and the dynamic weights, with the per-epoch warm-up + cosine schedule."
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    groups += loss_fn.param_groups(cfg.lr, cfg.dynamic_lr_scale) if hasattr(loss_fn, "param_groups") else []
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda e: lr_factor(e, epochs, cfg.warmup_epochs, cfg.min_lr_ratio))
-    return opt, sched
 
 # %% ../nbs/08_train.ipynb #39784801
 def weights_checksum(module: nn.Module,  # any module
@@ -328,16 +168,6 @@ def train_one_epoch(model: nn.Module,  # the network (maybe DDP-wrapped), put in
             "seconds": round(time.perf_counter() - t0, 3)}  # loading + forward + backward + step, no validation
 
 # %% ../nbs/08_train.ipynb #dd7df138
-def _eval_loader(dataset, batch_size: int):
-    "Loader over this rank's share of a split (no padding, so no pixel counts twice)."
-    from gold.data import make_loader
-    if dataset is None:
-        return None
-    if dist_ready():
-        dataset = torch.utils.data.Subset(dataset, list(range(rank(), len(dataset), world_size())))
-    return make_loader(dataset, batch_size=batch_size, shuffle=False, drop_last=False)
-
-
 def _flatten_scores(scores: dict, prefix: str) -> dict[str, float]:
     keep = ("f1", "iou", "precision", "recall", "kappa", "oa")
     return {f"{prefix}_{who}_{k}": v[k] for who, v in scores.items() for k in keep}
@@ -376,7 +206,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
         self.optimizer, self.scheduler = build_optimizer(self.net, self.loss_fn, cfg.optim, cfg.epochs)
         self.epoch, self.best, self.best_epoch, self.history = 0, -math.inf, 0, []
-        self.val_loader = _eval_loader(self.sets["val"], cfg.data.eval_batch_size)
+        self.val_loader = eval_loader(self.sets["val"], cfg.data.eval_batch_size)
 
     # -- state -------------------------------------------------------------------------------------------
     def record_config(self) -> TrainConfig:
@@ -495,7 +325,7 @@ def finish(self: Trainer) -> dict:
                "epochs": cfg.epochs, "thresholds": thresholds}
     if dist_ready():
         summary["rank_checksums"] = rank_checksums(self.net)
-    test = _eval_loader(self.sets["test"], cfg.data.eval_batch_size)
+    test = eval_loader(self.sets["test"], cfg.data.eval_batch_size)
     if test is not None:
         scores = evaluate(self.model, test, self.final_precision(), thresholds)
         summary["test"] = scores
@@ -656,7 +486,7 @@ def evaluate_run(run: str | os.PathLike,  # a run folder holding student.pt and 
     threshold = stored if threshold is None else threshold
     cm, edge, inside = ConfusionMatrix(dev), ConfusionMatrix(dev), ConfusionMatrix(dev)
     maps = run / "maps" / split
-    for batch in progress(_eval_loader(ds, batch_size), desc=f"evaluate {split}", unit="batch"):
+    for batch in progress(eval_loader(ds, batch_size), desc=f"evaluate {split}", unit="batch"):
         with torch.no_grad():
             prob = student_probability(model, batch["opt_t1"].to(dev), batch["sar_t2"].to(dev), tta=tta)
         pred, mask = (prob > threshold).long(), batch["mask"].to(dev)
