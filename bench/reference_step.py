@@ -343,10 +343,11 @@ def random_batch(spec: Spec) -> dict[str, torch.Tensor]:
 
 
 def kit_bench(spec: Spec, device: torch.device) -> Bench:
-    """The kit's step as `gold.train.train_one_epoch` runs it, under the kit's Precision policy."""
+    """The kit's step as `gold.epoch.train_one_epoch` runs it, under the kit's Precision policy."""
     from gold.losses import GoldLoss, ablation_config
     from gold.models import build_model
-    from gold.train import OptimConfig, Precision, _all_finite, _float_output, build_optimizer
+    from gold.epoch import all_finite, float_output
+    from gold.train import OptimConfig, Precision, build_optimizer
 
     prec = Precision.for_run(device, precision=spec.precision)
     batch = prec.move(random_batch(spec))
@@ -362,13 +363,13 @@ def kit_bench(spec: Spec, device: torch.device) -> Bench:
         with phase("forward"), prec.autocast():
             out = model(batch["opt_t1"], batch["sar_t2"], batch["opt_t2"])
         with phase("float_cast"):
-            out = _float_output(out)
+            out = float_output(out)
         with phase("loss"):
             total, logs = loss_fn(out, batch["mask"], spec.epoch)
         with phase("zero_grad"):
             optimizer.zero_grad(set_to_none=True)
         with phase("finite_check"):
-            if not _all_finite(total):
+            if not all_finite(total):
                 raise FloatingPointError("kit loss is not finite")
         with phase("backward"):
             prec.scaler.scale(total).backward()

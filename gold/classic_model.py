@@ -153,7 +153,7 @@ def load_classic(path: str | os.PathLike,  # a `classic.json`
     return ClassicNet(clf).eval(), {k: v for k, v in data.items() if k != "classifier"}
 
 # %% ../nbs/05c_classic_model.ipynb #c16c
-def train_classic(cfg,  # the run's `gold.train.TrainConfig` (model.variant classic), data folders absolute
+def train_classic(cfg,  # the run's `gold.run_config.TrainConfig` (model.variant classic), data folders absolute
                   out: str | os.PathLike,  # the run folder
                   overwrite: bool = False,  # replace a run the folder holds
                   ) -> dict:

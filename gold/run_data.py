@@ -24,7 +24,7 @@ __all__ = ['log', 'ensure_data', 'split_exists', 'data_fingerprint', 'build_data
            'portable_data_paths', 'write_history']
 
 # %% ../nbs/08e_run_data.ipynb #664bcd3e
-def ensure_data(cfg: Config,  # the run's data settings (`gold.train.DataConfig`)
+def ensure_data(cfg: Config,  # the run's data settings (`gold.run_config.DataConfig`)
                 ) -> Path:
     "The preprocessed folder, synthesised and preprocessed first when missing and `cfg.synth` is set."
     root = Path(cfg.root)
@@ -76,7 +76,7 @@ def data_fingerprint(root: str | os.PathLike,  # a preprocessed folder
     return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
 
 
-def build_datasets(cfg: Config,  # the run's config (`gold.train.TrainConfig`)
+def build_datasets(cfg: Config,  # the run's config (`gold.run_config.TrainConfig`)
                    ) -> dict:
     "Train, val and test datasets (val/test None when absent) sharing the train split's statistics."
     from gold.data import TileDataset
@@ -104,7 +104,7 @@ def _data_paths(cfg: Config, fix) -> Config:
                                teacher_from=f(cfg.teacher_from))
 
 
-def absolute_data_paths(cfg: Config,  # a `gold.train.TrainConfig`, data folders as typed or as a run folder records them
+def absolute_data_paths(cfg: Config,  # a `gold.run_config.TrainConfig`, data folders as typed or as a run folder records them
                         base: str | os.PathLike | None = None,  # the run folder that records them
                         ) -> Config:
     "The config with absolute data folders; relative ones are taken from `base` (else the working folder)."
@@ -123,7 +123,7 @@ def relative_to_run(path: str | os.PathLike,  # a file or folder
     return os.path.relpath(Path(path).resolve(), Path(folder).resolve()).replace(os.sep, "/")
 
 
-def portable_data_paths(cfg: Config,  # a `gold.train.TrainConfig` with absolute data folders
+def portable_data_paths(cfg: Config,  # a `gold.run_config.TrainConfig` with absolute data folders
                         folder: str | os.PathLike,  # the run folder that records it
                         ) -> Config:
     "The config with its data folders relative to the run folder: no machine paths, and the pair can move together."

@@ -65,7 +65,7 @@ def _mix_at(probs: Sequence[torch.Tensor], truth: torch.Tensor, weights: Sequenc
     return best
 
 # %% ../nbs/05e_stack_train.ipynb #d371920c
-def train_stack(cfg,  # the run's `gold.train.TrainConfig` (model.variant stack), data folders absolute
+def train_stack(cfg,  # the run's `gold.run_config.TrainConfig` (model.variant stack), data folders absolute
                 out: str | os.PathLike,  # the run folder
                 overwrite: bool = False,  # replace a run the folder holds
                 ) -> dict:
