@@ -69,7 +69,7 @@ class ClassicNet(nn.Module):
 
 # %% ../nbs/05c_classic_model.ipynb #c10
 def _window_probabilities(self: ClassicNet, source,  # `gold.infer.SceneSource` of the scene
-                          plan,  # `gold.infer.WindowPlan`: the window layout
+                          plan,  # `gold.windows.WindowPlan`: the window layout
                           indices: Iterable[int] | None = None,  # which windows (default all), increasing
                           tta: bool = False,  # test-time augmentation: networks only
                           batch: int = 8,  # unused: one window at a time

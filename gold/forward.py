@@ -65,7 +65,7 @@ def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 
 def window_probabilities(model: torch.nn.Module,  # student in eval mode, on its device
                          source,  # the scene's windows (`gold.infer.SceneSource`: `read(window)`, `opt_bands`)
-                         plan,  # the window layout (`gold.infer.WindowPlan`)
+                         plan,  # the window layout (`gold.windows.WindowPlan`)
                          indices: Iterable[int] | None = None,  # which windows (default all), increasing
                          batch: int = 8,  # windows per forward pass
                          precision: Precision | None = None,  # device, autocast, memory format

@@ -32,6 +32,10 @@ from .forward import student_probability, window_probabilities  # noqa: F401 (re
 from .checkpoints import load_student
 from .precision import PRECISIONS, Precision
 from .dist import dist_ready, init_distributed, rank, world_size
+from .windows import NET_STRIDE, WindowPlan, blend_ramp, blend_rows, blend_weights, scene_rows, window_starts
+from .speed import student_speed
+_all_ = ["NET_STRIDE", "WindowPlan", "blend_ramp", "blend_rows", "blend_weights", "scene_rows", "window_starts",
+         "student_speed"]  # re-exported from gold.windows and gold.speed, and listed in __all__ as before the split
 
 # re-exported from gold.{mod}: the names stay importable here
 from .vectors import (CRS84, vectorise)
@@ -42,80 +46,9 @@ from .rasters import (gdal_cache_bytes, GDAL_CACHE_MB, NODATA, overview_factors,
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NET_STRIDE', 'OUTPUTS', 'window_starts', 'WindowPlan', 'blend_ramp', 'blend_weights', 'PredictInputs',
-           'intersection_region', 'check_inputs', 'SceneSource', 'student_speed', 'blend_rows', 'scene_rows',
-           'PredictOptions', 'check_not_empty', 'predict_scene', 'add_predict_args', 'run_predict']
-
-# %% ../nbs/09_infer.ipynb #1a24e3da
-NET_STRIDE = 32  # the student's output stride: window sides are padded to a multiple of it
-
-
-def window_starts(length: int,  # pixels along the axis
-                  tile: int,  # window side
-                  overlap: int,  # pixels shared by neighbouring windows
-                  ) -> list[int]:
-    "Window start offsets along one axis; the last window ends on the border."
-    if length <= tile:
-        return [0]
-    stride = tile - overlap
-    n = math.ceil((length - tile) / stride) + 1
-    return sorted({min(i * stride, length - tile) for i in range(n)})
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowPlan:
-    """Overlapping windows over a region of the reference grid, in row-major order."""
-    region: Window  # the predicted part of the grid (integer offsets and sizes)
-    tile: int  # requested window side
-    overlap: int  # requested overlap
-    rows: tuple  # absolute row offsets of the window rows
-    cols: tuple  # absolute column offsets of the window columns
-    height: int  # window height (the tile, or the region's height when smaller)
-    width: int  # window width
-
-    @classmethod
-    def over(cls, region: Window,  # integer window of the grid to cover
-             tile: int = 512,  # window side
-             overlap: int = 128,  # overlap of neighbouring windows
-             ) -> "WindowPlan":
-        "The windows covering `region`."
-        r0, c0, h, w = int(region.row_off), int(region.col_off), int(region.height), int(region.width)
-        rows = tuple(r0 + s for s in window_starts(h, tile, overlap))
-        cols = tuple(c0 + s for s in window_starts(w, tile, overlap))
-        return cls(Window(c0, r0, w, h), tile, overlap, rows, cols, min(tile, h), min(tile, w))
-
-    def __len__(self) -> int:
-        return len(self.rows) * len(self.cols)
-
-    @property
-    def windows(self) -> list[Window]:
-        "Every window, row by row."
-        return [Window(c, r, self.width, self.height) for r in self.rows for c in self.cols]
-
-    @property
-    def padded(self) -> tuple[int, int]:
-        "The (rows, cols) a window is padded to before it enters the network."
-        up = lambda n: -(-n // NET_STRIDE) * NET_STRIDE
-        return up(self.height), up(self.width)
-
-# %% ../nbs/09_infer.ipynb #b795b35a
-def blend_ramp(n: int,  # pixels along the axis
-               overlap: int,  # ramp length at each end
-               ) -> np.ndarray:
-    "1-D raised-cosine weight: smooth rise over `overlap` pixels at both ends, 1 in between, > 0 everywhere."
-    if overlap <= 0:
-        return np.ones(n, np.float32)
-    i = np.arange(n, dtype=np.float64) + 0.5
-    t = np.clip(np.minimum(i, n - i) / overlap, 0.0, 1.0)
-    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
-
-
-def blend_weights(height: int,  # window rows
-                  width: int,  # window columns
-                  overlap: int,  # ramp length at each border
-                  ) -> np.ndarray:
-    "2-D separable blending weight [height, width] (float32, > 0)."
-    return np.outer(blend_ramp(height, overlap), blend_ramp(width, overlap))
+__all__ = ['log', 'OUTPUTS', 'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'PredictOptions',
+           'check_not_empty', 'predict_scene', 'add_predict_args', 'run_predict', 'NET_STRIDE', 'WindowPlan',
+           'blend_ramp', 'blend_rows', 'blend_weights', 'scene_rows', 'window_starts', 'student_speed']
 
 # %% ../nbs/09_infer.ipynb #00c0b660
 @dataclasses.dataclass
@@ -229,92 +162,6 @@ class SceneSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-# %% ../nbs/09_infer.ipynb #b5af303b
-def student_speed(model: torch.nn.Module,  # a student (or any `(opt, sar) -> .logits` network)
-                  opt_bands: int = 3,  # optical bands
-                  sar_bands: int = 1,  # SAR bands
-                  tile: int = 512,  # window side in pixels
-                  batch: int = 1,  # windows per forward pass
-                  repeats: int = 2,  # timed forward passes at least, after one untimed warm-up pass
-                  min_seconds: float = 0.0,  # and keep timing passes until this much time has passed
-                  device: str = "auto",  # auto, cpu, cuda or cuda:N
-                  seed: int = 0,  # seed of the random input
-                  ) -> dict[str, float]:
-    "Inference throughput of the network on `tile` px windows: Mpixel/s and seconds per window."
-    from gold.core import get_device
-    dev = get_device(device)
-    precision = Precision.for_run(dev)
-    model = model.to(dev).eval()
-    g = torch.Generator().manual_seed(seed)
-    x = precision.move({"x": torch.randn(batch, opt_bands + sar_bands, tile, tile, generator=g)})["x"]
-
-    def forward():
-        with torch.inference_mode(), precision.autocast():
-            out = model(x[:, :opt_bands], x[:, opt_bands:]).logits
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return out
-
-    forward()
-    t0, done = time.perf_counter(), 0
-    while done < repeats or time.perf_counter() - t0 < min_seconds:
-        forward()
-        done += 1
-    seconds = (time.perf_counter() - t0) / (done * batch)
-    return {"mpixel_per_s": tile * tile / seconds / 1e6, "seconds_per_window": seconds, "tile": tile,
-            "batch": batch, "passes": done, "device": str(dev), "threads": torch.get_num_threads()}
-
-# %% ../nbs/09_infer.ipynb #4a7b5608
-def blend_rows(plan: WindowPlan,  # the window layout
-               probs: Iterable[tuple[int, np.ndarray]],  # (index, p [h, w]) of every window, in order
-               ) -> Iterator[tuple[int, np.ndarray]]:
-    "(absolute row offset, blended p [rows, region width] float32, NaN where invalid), top to bottom."
-    th, tw, c0, width = plan.height, plan.width, int(plan.region.col_off), int(plan.region.width)
-    weight = blend_weights(th, tw, plan.overlap)
-    acc = np.zeros((th, width), np.float32)
-    wsum = np.zeros((th, width), np.float32)
-    valid = np.zeros((th, width), bool)
-    it, n_cols = iter(probs), len(plan.cols)
-    for k, r in enumerate(plan.rows):
-        for j, c in enumerate(plan.cols):
-            i, p = next(it)
-            if i != k * n_cols + j:
-                raise RuntimeError(f"window {i} arrived where {k * n_cols + j} was expected")
-            ok = np.isfinite(p)
-            x = c - c0
-            acc[:, x:x + tw] += weight * np.where(ok, p, np.float32(0))
-            wsum[:, x:x + tw] += weight
-            valid[:, x:x + tw] |= ok
-        step = (plan.rows[k + 1] - r) if k + 1 < len(plan.rows) else th
-        with np.errstate(invalid="ignore", divide="ignore"):
-            yield r, np.where(valid[:step], acc[:step] / wsum[:step], np.float32(np.nan)).astype(np.float32)
-        for buf in (acc, wsum, valid):
-            buf[:th - step] = buf[step:].copy()
-            buf[th - step:] = 0
-
-
-def scene_rows(plan: WindowPlan,  # the window layout
-               grid: Grid,  # the output grid (optical t1's)
-               probs: Iterable[tuple[int, np.ndarray]],  # window probabilities, in order
-               ) -> Iterator[tuple[int, np.ndarray]]:
-    "(row offset, p [rows, grid width] float32, NaN = nodata) covering the whole grid, top to bottom."
-    region, step = plan.region, max(plan.tile, 1)
-    c0, r0 = int(region.col_off), int(region.row_off)
-    c1, r1 = c0 + int(region.width), r0 + int(region.height)
-
-    def empty(a, b):
-        for s in range(a, b, step):
-            yield s, np.full((min(step, b - s), grid.width), np.nan, np.float32)
-
-    yield from empty(0, r0)
-    for r, block in blend_rows(plan, probs):
-        for s in range(0, block.shape[0], step):
-            part = block[s:s + step]
-            full = np.full((part.shape[0], grid.width), np.nan, np.float32)
-            full[:, c0:c1] = part
-            yield r + s, full
-    yield from empty(r1, grid.height)
 
 # %% ../nbs/09_infer.ipynb #4e0da5ee
 OUTPUTS = ("probability.tif", "change_mask.tif", "change_polygons.geojson", "errors.tif", "metrics.json",

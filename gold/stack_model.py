@@ -72,7 +72,7 @@ class StackNet(nn.Module):
         return GoldOutput(torch.stack([torch.log1p(-p), torch.log(p)], 1).float())
 
     def window_probabilities(self, source,  # `gold.infer.SceneSource` of the scene
-                             plan,  # `gold.infer.WindowPlan`: the window layout
+                             plan,  # `gold.windows.WindowPlan`: the window layout
                              indices: Iterable[int] | None = None,  # which windows (default all), increasing
                              tta: bool = False,  # test-time augmentation of the network members
                              batch: int = 8,  # windows per forward pass of a network member
