@@ -10,11 +10,10 @@ import dataclasses
 import json
 import math
 import os
-import secrets
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -26,16 +25,17 @@ from rasterio.windows import Window
 from .core import GoldError, check_output_folder, get_logger, progress
 from .data import NormStats, valid_bands, sar_space, sar_to_space, sar_units_of
 from .norm import image_sar_moments, sar_units_of_file  # noqa: F401 (re-exported: one rule for preprocess and predict)
-from .io import LABEL_OUTSIDE, PROB_SCALE, Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
-from .metrics import ConfusionMatrix, change_probability, error_map
+from .io import Grid, Scene, SceneInfo, check_scene, open_aligned, open_raster, read_window
 from .forward import student_probability, window_probabilities  # noqa: F401 (re-exported: the names stay importable here)
 from .checkpoints import load_student
 from .precision import PRECISIONS, Precision
 from .dist import dist_ready, init_distributed, rank, world_size
 from .windows import NET_STRIDE, WindowPlan, blend_ramp, blend_rows, blend_weights, scene_rows, window_starts
 from .speed import student_speed
+from .assembly import (OUTPUTS, PredictJob, agree_on_summary, assemble, check_not_empty, output_folder, output_tags,
+                           rank_file, remove_if_empty, tracked, window_stream, write_products)
 _all_ = ["NET_STRIDE", "WindowPlan", "blend_ramp", "blend_rows", "blend_weights", "scene_rows", "window_starts",
-         "student_speed"]  # re-exported from gold.windows and gold.speed, and listed in __all__ as before the split
+         "student_speed", "OUTPUTS", "check_not_empty"]  # re-exported from gold.windows, gold.speed and gold.assembly, and listed in __all__ as before the split
 
 # re-exported from gold.{mod}: the names stay importable here
 from .vectors import (CRS84, vectorise)
@@ -46,9 +46,9 @@ from .rasters import (gdal_cache_bytes, GDAL_CACHE_MB, NODATA, overview_factors,
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'OUTPUTS', 'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'PredictOptions',
-           'check_not_empty', 'predict_scene', 'add_predict_args', 'run_predict', 'NET_STRIDE', 'WindowPlan',
-           'blend_ramp', 'blend_rows', 'blend_weights', 'scene_rows', 'window_starts', 'student_speed']
+__all__ = ['log', 'PredictInputs', 'intersection_region', 'check_inputs', 'SceneSource', 'PredictOptions', 'predict_scene',
+           'add_predict_args', 'run_predict', 'NET_STRIDE', 'WindowPlan', 'blend_ramp', 'blend_rows', 'blend_weights',
+           'scene_rows', 'window_starts', 'student_speed', 'OUTPUTS', 'check_not_empty']
 
 # %% ../nbs/09_infer.ipynb #00c0b660
 @dataclasses.dataclass
@@ -164,38 +164,6 @@ class SceneSource:
         self.close()
 
 # %% ../nbs/09_infer.ipynb #4e0da5ee
-OUTPUTS = ("probability.tif", "change_mask.tif", "change_polygons.geojson", "errors.tif", "metrics.json",
-           "summary.json")
-
-
-class _Staging:
-    """Temporary files in the output folder, renamed onto their final names together."""
-
-    def __init__(self, folder: Path, token: str):
-        self.folder, self.token, self.tmp = folder, token, {}
-
-    def path(self, name: str) -> Path:
-        "The temporary path of output `name`."
-        p = Path(name)
-        self.tmp[name] = self.folder / f".{p.stem}.{self.token}.tmp{p.suffix}"
-        return self.tmp[name]
-
-    def commit(self, remove: Sequence[str] = ()) -> None:
-        "Rename every temporary onto its final name (in the order they were made); remove `remove`."
-        for name in remove:
-            (self.folder / name).unlink(missing_ok=True)
-        for name, tmp in self.tmp.items():
-            os.replace(tmp, self.folder / name)
-        self.tmp = {}
-
-    def discard(self) -> None:
-        "Remove every temporary."
-        for tmp in self.tmp.values():
-            tmp.unlink(missing_ok=True)
-            Path(f"{tmp}.aux.xml").unlink(missing_ok=True)
-        self.tmp = {}
-
-
 @dataclasses.dataclass
 class PredictOptions:
     """How a scene is predicted: windows, decision, polygons and device (the options of `gold predict`)."""
@@ -231,25 +199,6 @@ class PredictOptions:
         return self
 
 # %% ../nbs/09_infer.ipynb #17916007
-@dataclasses.dataclass
-class _Job:
-    """One scene prediction: its files, options, model metadata and how it runs (what summary.json describes)."""
-    model_path: Path
-    opt_t1: Path
-    sar_t2: Path
-    label: Path | None
-    out: Path
-    options: PredictOptions
-    meta: dict
-    grid: Grid
-    plan: WindowPlan
-    threshold: float
-    device: torch.device | str
-    precision: str  # what the policy chose: fp32, bf16 or fp16
-    world_size: int
-    t0: float
-
-
 def _check_outputs(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
     check_output_folder(out, "predict", "summary.json", overwrite=True)   # a user's folder or a file: refused
     finals = {(out / name).resolve() for name in OUTPUTS}
@@ -262,161 +211,7 @@ def _check_outputs(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
                         "another --out", path=out)
 
 
-def _shared(values: list) -> list:
-    "Rank 0's `values` on every rank."
-    if dist_ready():
-        torch.distributed.broadcast_object_list(values, src=0)
-    return values
-
-
-def _rank_file(out: Path, token: str, r: int) -> Path:
-    return out / f".predict.{token}.rank{r}.tmp"
-
-
-def _predict_shard(open_source, predict, path: Path) -> None:
-    "Write this rank's window probabilities to `path`; every rank learns whether any rank failed."
-    error = None
-    try:  # every rank must reach the gather below, failed or not
-        with open_source() as source, open(path, "wb") as f:
-            for _, p in predict(source):
-                f.write(np.ascontiguousarray(p, np.float32).tobytes())
-    except Exception as err:
-        error = f"rank {rank()}: {err or type(err).__name__}"
-    errors: list = [None] * world_size()
-    torch.distributed.all_gather_object(errors, error)
-    failed = [e for e in errors if e]
-    if failed:
-        raise GoldError(f"a rank failed ({failed[0]})")
-
-# %% ../nbs/09_infer.ipynb #eb250e2d
-def _read_rank_windows(files: Sequence[Path], plan: WindowPlan) -> Iterator[tuple[int, np.ndarray]]:
-    "Every window's probabilities, in order, from the per-rank files (window i is in file i % len(files))."
-    n, size = len(files), plan.height * plan.width
-    handles = [open(f, "rb") for f in files]
-    try:
-        for i in range(len(plan)):
-            f = handles[i % n]
-            f.seek((i // n) * size * 4)
-            p = np.fromfile(f, np.float32, size)
-            if p.size != size:
-                raise GoldError(f"window {i} is missing from a rank's temporary file", path=files[i % n])
-            yield i, p.reshape(plan.height, plan.width)
-    finally:
-        for h in handles:
-            h.close()
-
-# %% ../nbs/09_infer.ipynb #90ab04fa
-class _LabelRows:
-    """The label read on optical t1's grid row block by row block, as 0/1/255 targets."""
-
-    def __init__(self, path: Path, info: SceneInfo):
-        self.path, self.nodata = path, info.label_nodata
-        self.fill = LABEL_OUTSIDE if (self.nodata is None and info.reproject.get("label")) else None
-        self._cm = open_aligned(path, info.grid, Resampling.nearest, fill=self.fill)
-        self.ds = self._cm.__enter__()
-
-    def read(self, row: int, rows: int, valid: np.ndarray) -> np.ndarray:
-        "Targets [rows, width] uint8: 1 change, 0 no change, 255 unlabelled or outside the prediction."
-        lab = read_window(self.ds, Window(0, row, self.ds.width, rows), path=self.path, indexes=1)
-        ignore = ~valid
-        for v in (self.nodata, self.fill):
-            if v is not None:
-                ignore |= np.isnan(lab) if isinstance(v, float) and math.isnan(v) else lab == v
-        return np.where(ignore, NODATA, lab != 0).astype(np.uint8)
-
-    def close(self) -> None:
-        self._cm.__exit__(None, None, None)
-
-# %% ../nbs/09_infer.ipynb #83f7cfa3
-def _assemble(probs, plan: WindowPlan, inputs: PredictInputs, staging: _Staging, threshold: float,
-              label: Path | None, tags: dict) -> dict:
-    "Write the rasters from window probabilities; return counts (and scores with a label)."
-    grid = inputs.info.grid
-    roles = {"probability": "probability.tif", "change_mask": "change_mask.tif"}
-    if label is not None:
-        roles["errors"] = "errors.tif"
-    outs = RasterOutputs({role: staging.path(name) for role, name in roles.items()}, grid, tags)
-    labels = _LabelRows(label, inputs.info) if label is not None else None
-    cm = ConfusionMatrix()
-    n_valid = n_changed = 0
-    p_sum = 0.0
-    ok = False
-    try:
-        for row, p in scene_rows(plan, grid, probs):
-            q, m = quantise(p, threshold)
-            valid = m != NODATA
-            n_valid += int(valid.sum())
-            n_changed += int((m == 1).sum())
-            p_sum += float(p[valid].astype(np.float64).sum())
-            blocks = {"probability": q, "change_mask": m}
-            if labels is not None:
-                target = labels.read(row, p.shape[0], valid)
-                pred = (m == 1).astype(np.uint8)
-                blocks["errors"] = error_map(pred, target)
-                cm.update(torch.from_numpy(pred)[None], torch.from_numpy(target.astype(np.int64))[None])
-            outs.write(row, blocks)
-        ok = True
-    finally:
-        outs.close(overviews=ok)
-        if labels is not None:
-            labels.close()
-    res = {"valid_pixels": n_valid, "changed_pixels": n_changed,
-           "mean_probability": p_sum / n_valid if n_valid else None}
-    if label is not None:
-        scores = cm.scores()
-        res["metrics"] = {**scores, "labelled_pixels": int(scores["tp"] + scores["fp"] + scores["fn"] + scores["tn"]),
-                          "threshold": threshold}
-    return res
-
 # %% ../nbs/09_infer.ipynb #cf9c052f
-def check_not_empty(counts: dict,  # from `_assemble`
-                    sar_t2: str | os.PathLike,  # the SAR t2 raster
-                    label: str | os.PathLike | None,  # the change label, when one was given
-                    ) -> None:
-    "Refuse an empty result: no valid pixel to predict, or a label with no labelled pixel there (not an F1 of 0)."
-    if not counts["valid_pixels"]:
-        raise GoldError("no pixel where optical t1 and SAR t2 are both valid (all nodata or NaN?): nothing to "
-                        "predict, nothing written", path=sar_t2)
-    if label is not None and not counts["metrics"]["labelled_pixels"]:
-        raise GoldError("no labelled pixel where the prediction is valid: nothing to score, nothing written",
-                        path=label)
-
-
-def _output_tags(model_name: str, threshold: float) -> dict:
-    "The GeoTIFF tags of each output raster."
-    return {"probability": {"values": f"round(p(change) * {PROB_SCALE}); {NODATA} = nodata", "model": model_name,
-                            "threshold": threshold},
-            "change_mask": {"values": f"1 = change, 0 = no change, {NODATA} = nodata", "threshold": threshold},
-            "errors": {"values": "0 TN, 1 TP, 2 FP, 3 FN, 255 unlabelled"}}
-
-
-def _write_products(job: _Job, staging: _Staging, counts: dict, t_pred: float) -> dict:
-    "Rank 0, rasters staged: polygons, metrics and summary, then every output renamed into place at once."
-    opts = job.options
-    polys = vectorise(staging.tmp["change_mask.tif"], staging.tmp["probability.tif"],
-                      staging.path("change_polygons.geojson"), opts.min_area, opts.simplify, opts.epsg4326)
-    if "metrics" in counts:
-        staging.path("metrics.json").write_text(json.dumps(counts["metrics"], indent=2) + "\n")
-    result = _summary(job, counts, polys, t_pred)
-    staging.path("summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    produced = set(staging.tmp)
-    staging.commit(remove=[n for n in OUTPUTS if n not in produced])
-    return result
-
-
-def _agree_on_summary(summary: dict | None, files: list[Path]) -> dict | None:
-    "Every rank gets rank 0's summary (None when it failed); rank 0 removes the per-rank window files."
-    status = [summary if rank() == 0 else None]
-    try:
-        torch.distributed.broadcast_object_list(status, src=0)
-    except Exception:  # the group is gone (another rank died): nothing more to agree on
-        status = [summary]
-    if rank() == 0:
-        for f in files:
-            f.unlink(missing_ok=True)
-    return status[0]
-
-
 def _log_prediction(summary: dict, grid, plan: WindowPlan, ws: int, out: Path) -> None:
     "The one line a finished prediction logs."
     log.info("predicted %dx%d px (%s windows of %d px, %d rank(s)) in %.1f s, %.2f Mpixel/s; changed %.6g "
@@ -424,14 +219,6 @@ def _log_prediction(summary: dict, grid, plan: WindowPlan, ws: int, out: Path) -
              summary["seconds"], summary["mpixel_per_s"], summary["changed_area"],
              100 * summary["changed_fraction"], summary["valid_pixels"], out)
 
-
-def _remove_if_empty(folder: Path) -> None:
-    "Remove an output folder this call created when a failure left it empty."
-    if folder.is_dir() and not any(folder.iterdir()):
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
 
 # %% ../nbs/09_infer.ipynb #f317b088
 def _load_checked(model_path: str | os.PathLike,  # a run's `student.pt`
@@ -465,39 +252,6 @@ def _on_device(model: torch.nn.Module,  # the student, on the CPU
     model = model.to(dev, memory_format=torch.channels_last if precision.channels_last else torch.preserve_format)
     return model, dev, precision
 
-# %% ../nbs/09_infer.ipynb #7f3df2f2
-def _output_folder(out: Path,  # the output folder (made when missing)
-                   ) -> tuple[_Staging, bool]:
-    "The output folder (rank 0 makes it) and its staging, under a token every rank shares; whether this call made it."
-    created = not out.exists()
-    if rank() == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    token, created = _shared([secrets.token_hex(4), created])   # rank 0's word
-    out.mkdir(parents=True, exist_ok=True)
-    return _Staging(out, token), created
-
-# %% ../nbs/09_infer.ipynb #5532708a
-def _tracked(windows: Iterable,  # anything yielded window by window
-             bar,  # a progress bar (`gold.core.progress`)
-             ) -> Iterator:
-    "The items of `windows`, the bar advanced by one for each."
-    for w in windows:
-        bar.update(1)
-        yield w
-
-
-def _window_stream(stack: ExitStack,  # holds the scene open while the windows are consumed
-                   open_source,  # () -> a `SceneSource` of the scene
-                   predict,  # source -> (index, p) of this process's windows, in order
-                   files: Sequence[Path],  # one temporary file per rank (`_rank_file`)
-                   plan: WindowPlan,  # the window layout
-                   ) -> Iterator[tuple[int, np.ndarray]] | None:
-    "Every window's probabilities in order for the process that assembles (None on the other ranks)."
-    if len(files) == 1:
-        return predict(stack.enter_context(open_source()))
-    _predict_shard(open_source, predict, files[rank()])
-    return _read_rank_windows(files, plan) if rank() == 0 else None
-
 # %% ../nbs/09_infer.ipynb #4872346c
 def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
                   opt_t1: str | os.PathLike,  # optical t1 GeoTIFF (defines the output grid)
@@ -517,84 +271,44 @@ def predict_scene(model_path: str | os.PathLike,  # a run's `student.pt`
     model, dev, precision = _on_device(model, opts.device, opts.precision)
     r, ws = rank(), world_size()
     stats = NormStats.from_dict(meta["stats"], source=str(model_path))
-    staging, created = _output_folder(out)
+    staging, created = output_folder(out)
     grid = inputs.info.grid
-    tags = _output_tags(Path(model_path).name, threshold)
+    tags = output_tags(Path(model_path).name, threshold)
     mine = range(r, len(plan), ws)
     bar = progress(total=len(mine), desc="predict", unit="window", **({} if r == 0 else {"disable": True}))
-    files = [_rank_file(out, staging.token, k) for k in range(ws)]
+    files = [rank_file(out, staging.token, k) for k in range(ws)]
     summary = None
     open_source = lambda: SceneSource(opt_t1, sar_t2, grid, stats, inputs.sar_units)
-    predict = lambda source: _tracked(window_probabilities(model, source, plan, mine, opts.batch, precision,
-                                                                 opts.tta), bar)
+    predict = lambda source: tracked(window_probabilities(model, source, plan, mine, opts.batch, precision,
+                                                          opts.tta), bar)
 
     env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(grid.width, plan.height))
     env.__enter__()
     try:
         with ExitStack() as stack:
-            probs = _window_stream(stack, open_source, predict, files, plan)
+            probs = window_stream(stack, open_source, predict, files, plan)
             if r == 0:
-                counts = _assemble(probs, plan, inputs, staging, threshold, label, tags)
+                counts = assemble(probs, plan, inputs.info, staging, threshold, label, tags)
                 check_not_empty(counts, sar_t2, label)
         bar.close()
         if r == 0:
-            job = _Job(Path(model_path), Path(opt_t1), Path(sar_t2), label, out, opts, meta, grid, plan, threshold,
-                       dev, precision.name, ws, t0)
-            summary = _write_products(job, staging, counts, time.perf_counter() - t0)
+            job = PredictJob(Path(model_path), Path(opt_t1), Path(sar_t2), label, out, opts, meta, grid, plan,
+                             threshold, dev, precision.name, ws, t0)
+            summary = write_products(job, staging, counts, time.perf_counter() - t0)
     except BaseException:
         bar.close()
         staging.discard()
         raise
     finally:
         env.__exit__(None, None, None)
-        summary = _agree_on_summary(summary, files) if ws > 1 else summary
+        summary = agree_on_summary(summary, files) if ws > 1 else summary
         if summary is None and created:
-            _remove_if_empty(out)
+            remove_if_empty(out)
     if summary is None:
         raise GoldError("rank 0 failed to assemble the outputs; see its message", path=out)
     if r == 0:
         _log_prediction(summary, grid, plan, ws, out)
     return summary
-
-# %% ../nbs/09_infer.ipynb #1de6732f
-def _summary(job: _Job,  # the prediction
-             counts: dict,  # from `_assemble`
-             polys: dict,  # from `vectorise`
-             t_pred: float,  # seconds until the rasters were written
-             ) -> dict:
-    "The content of summary.json."
-    seconds = time.perf_counter() - job.t0
-    meta, grid, plan, opts = job.meta, job.grid, job.plan, job.options
-    pixel_area = polys["pixel_area"]
-    n_valid, n_changed = counts["valid_pixels"], counts["changed_pixels"]
-    outputs = ["probability.tif", "change_mask.tif", "change_polygons.geojson"] + \
-        (["errors.tif", "metrics.json"] if job.label else []) + ["summary.json"]
-    res = {
-        "inputs": {"opt_t1": str(job.opt_t1.resolve()), "sar_t2": str(job.sar_t2.resolve()),
-                   "label": str(job.label.resolve()) if job.label else None},
-        "model": {"path": str(job.model_path.resolve()), "variant": meta["model_config"].get("variant"),
-                  "opt_bands": meta["opt_bands"], "sar_bands": meta["sar_bands"], "threshold": job.threshold},
-        "scene": {"width": grid.width, "height": grid.height, "crs": grid.crs.to_string() if grid.crs else None,
-                  "transform": list(grid.transform)[:6], "pixel_area": pixel_area,
-                  "region": [int(plan.region.col_off), int(plan.region.row_off), int(plan.region.width),
-                             int(plan.region.height)]},
-        "windows": {"tile": plan.tile, "overlap": plan.overlap, "count": len(plan), "batch": opts.batch, "tta": opts.tta,
-                    "window_size": [plan.height, plan.width]},
-        "device": str(job.device), "precision": job.precision, "world_size": job.world_size,
-        "seconds": seconds, "seconds_rasters": t_pred,
-        "mpixel_per_s": grid.width * grid.height / 1e6 / seconds if seconds > 0 else None,
-        "valid_pixels": n_valid, "changed_pixels": n_changed,
-        "changed_area": n_changed * pixel_area,
-        "changed_fraction": n_changed / n_valid if n_valid else 0.0,
-        "mean_probability": counts["mean_probability"],
-        "polygons": {"count": polys["features"], "area": polys["area"], "dropped": polys["dropped"],
-                     "crs": "EPSG:4326" if opts.epsg4326 else (grid.crs.to_string() if grid.crs else None),
-                     "min_area": opts.min_area, "simplify": opts.simplify},
-        "outputs": outputs, "out": str(job.out.resolve()),
-    }
-    if "metrics" in counts:
-        res["metrics"] = counts["metrics"]
-    return res
 
 # %% ../nbs/09_infer.ipynb #7f34f597
 def add_predict_args(parser: argparse.ArgumentParser,  # the `gold predict` parser
