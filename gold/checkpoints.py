@@ -22,7 +22,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'STUDENT_FORMAT', 'TEACHER_FORMAT', 'TEACHER_FILE', 'LAYOUT_KEYS', 'save_checkpoint', 'load_checkpoint',
            'rng_state', 'set_rng_state', 'student_checkpoint', 'load_student', 'load_stack', 'run_model',
-           'teacher_checkpoint', 'attach_teacher']
+           'teacher_checkpoint', 'read_teacher_file', 'attach_teacher']
 
 # %% ../nbs/08b_checkpoints.ipynb #1bb4b6f5
 def save_checkpoint(obj: dict,  # tensors, numbers, strings, lists, dicts
@@ -174,16 +174,23 @@ def teacher_checkpoint(model: nn.Module,  # a GoldNet with a teacher (or DDP aro
             "stats": stats.to_dict(), **(extra or {})}
 
 
-def attach_teacher(model: nn.Module,  # the run's GoldNet, built with shared_teacher=False
-                   source: str | os.PathLike,  # a `teacher.pt`, or the run folder holding one
-                   stats,  # the run's NormStats
-                   ) -> dict:
-    "Load a trained teacher into the run's network, frozen; returns the file's metadata."
+def read_teacher_file(source: str | os.PathLike,  # a `teacher.pt`, or the run folder holding one
+                      ) -> tuple[Path, dict]:
+    "The path and content of a `teacher.pt`, refused when the file is not one."
     path = Path(source) / TEACHER_FILE if Path(source).is_dir() else Path(source)
     ckpt = load_checkpoint(path)
     if ckpt.get("format") != TEACHER_FORMAT:
         raise GoldError(f"not a GOLD teacher checkpoint (format {ckpt.get('format')!r}); use a run's teacher.pt",
                         path=path)
+    return path, ckpt
+
+
+def attach_teacher(model: nn.Module,  # the run's GoldNet, built with shared_teacher=False
+                   source: str | os.PathLike,  # a `teacher.pt`, or the run folder holding one
+                   stats,  # the run's NormStats
+                   ) -> dict:
+    "Load a trained teacher into the run's network, frozen; returns the file's metadata."
+    path, ckpt = read_teacher_file(source)
     net = getattr(model, "module", model)
     differ = [k for k in LAYOUT_KEYS if ckpt["model_config"].get(k) != net.config.get(k)]
     if differ:

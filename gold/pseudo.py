@@ -127,13 +127,9 @@ def load_teacher_file(path: str | os.PathLike,  # a `teacher.pt`, or the run fol
                       device: str | torch.device = "cpu",  # where it runs
                       ) -> tuple[nn.Module, dict]:
     "A GOLD network whose teacher branch holds a `teacher.pt` (frozen, eval mode), and the file's metadata."
-    from gold.checkpoints import TEACHER_FILE, TEACHER_FORMAT, load_checkpoint
+    from gold.checkpoints import read_teacher_file
     from gold.models import build_model
-    path = Path(path) / TEACHER_FILE if Path(path).is_dir() else Path(path)
-    ckpt = load_checkpoint(path)
-    if ckpt.get("format") != TEACHER_FORMAT:
-        raise GoldError(f"not a GOLD teacher checkpoint (format {ckpt.get('format')!r}); use a run's teacher.pt",
-                        path=path)
+    _, ckpt = read_teacher_file(path)
     net = build_model(**{**ckpt["model_config"], "teacher": True, "shared_teacher": False})
     net.load_teacher(ckpt["state_dict"])
     return net.to(device).eval(), {k: v for k, v in ckpt.items() if k != "state_dict"}
